@@ -1,0 +1,163 @@
+# Turbine / loom: one non-recursive GNU Makefile.
+#
+#   make [MODE=release|debug|asan|tsan]   build the libraries, tests, benchmarks and examples
+#   make test          release + asan (+ tsan for cross-thread tests) builds, then every test
+#   make test-valgrind the unit tests under valgrind memcheck
+#   make bench         benchmarks (release), bench: lines + JSON under build/bench/
+#   make run           the main job (for now: the loom demo and a benchmark summary)
+#   make format / check-format / clean
+#
+# Sources are found by name: loom/src/*.c (minus *_test.c, *_bench.c) make libloom; every
+# *_test.c is a test program, every *_bench.c a benchmark, every examples/*.c an example.
+
+MODE ?= release
+BUILD := build/$(MODE)
+CC ?= gcc
+ifeq ($(origin CC),default)
+CC := gcc
+endif
+
+MODES := release debug asan tsan
+ifeq ($(filter $(MODE),$(MODES)),)
+$(error MODE must be one of: $(MODES))
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+        -Wno-unused-parameter -Wvla -Wformat=2
+BASE_CFLAGS := -std=gnu17 -g -pthread -D_GNU_SOURCE -fno-strict-aliasing \
+               -Iloom/include -Iloom/src -Itest -MMD -MP
+LIB_CFLAGS := -fvisibility=hidden -fPIC
+
+MODE_CFLAGS_release := -O2
+MODE_CFLAGS_debug := -O0 -DLOOM_DEBUG=1
+MODE_CFLAGS_asan := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined \
+                    -fno-sanitize-recover=all -DLOOM_DEBUG=1
+MODE_CFLAGS_tsan := -O1 -fno-omit-frame-pointer -fsanitize=thread -DLOOM_DEBUG=1
+MODE_LDFLAGS_asan := -fsanitize=address,undefined
+MODE_LDFLAGS_tsan := -fsanitize=thread
+
+CFLAGS ?=
+LDFLAGS ?=
+ALL_CFLAGS := $(BASE_CFLAGS) $(WARN) $(MODE_CFLAGS_$(MODE)) $(CFLAGS)
+ALL_LDFLAGS := -pthread $(MODE_LDFLAGS_$(MODE)) $(LDFLAGS)
+LIBS := -luring -lhwloc -lm
+
+LOOM_SRCS := $(filter-out %_test.c %_bench.c,$(wildcard loom/src/*.c)) $(wildcard loom/src/*.S)
+LOOM_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(LOOM_SRCS))
+TEST_SRCS := $(wildcard loom/src/*_test.c test/*_test.c)
+BENCH_SRCS := $(wildcard loom/src/*_bench.c bench/*_bench.c)
+EXAMPLE_SRCS := $(wildcard examples/*.c)
+HARNESS_SRCS := $(filter-out %_test.c,$(wildcard test/*.c))
+HARNESS_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(HARNESS_SRCS))
+BENCHLIB_SRCS := $(filter-out %_bench.c,$(wildcard bench/*.c))
+BENCHLIB_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(BENCHLIB_SRCS))
+
+TESTS := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(TEST_SRCS)))
+BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(BENCH_SRCS)))
+EXAMPLES := $(patsubst %.c,$(BUILD)/examples/%,$(notdir $(EXAMPLE_SRCS)))
+LIBLOOM_A := $(BUILD)/libloom.a
+LIBLOOM_SO := $(BUILD)/libloom.so
+DEPS_STAMP := build/.deps-ok
+
+vpath %_test.c loom/src test
+vpath %_bench.c loom/src bench
+vpath %.c examples
+
+.PHONY: all lib tests benches examples test test-valgrind bench run format check-format \
+        clean deps checkheaders
+.DEFAULT_GOAL := all
+
+all: lib tests benches examples checkheaders
+lib: $(LIBLOOM_A) $(LIBLOOM_SO)
+tests: $(TESTS)
+benches: $(BENCHES)
+examples: $(EXAMPLES)
+
+# Dependencies: install what is missing once per checkout (scripts/deps.sh is idempotent).
+deps: $(DEPS_STAMP)
+$(DEPS_STAMP): scripts/deps.sh
+	@mkdir -p build
+	@scripts/deps.sh
+	@touch $@
+
+$(BUILD)/obj/%.c.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+
+$(BUILD)/obj/%.S.o: %.S | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+
+$(LIBLOOM_A): $(LOOM_OBJS)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(LIBLOOM_SO): $(LOOM_OBJS)
+	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+
+# Tests and benchmarks link the static library so they can reach loom__ internals.
+$(BUILD)/test/%: %.c $(HARNESS_OBJS) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(HARNESS_OBJS) $(LIBLOOM_A) $(LIBS)
+
+$(BUILD)/bench/%: %.c $(BENCHLIB_OBJS) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< $(BENCHLIB_OBJS) $(LIBLOOM_A) \
+	    $(LIBS) $(BENCH_LIBS_$*)
+
+# Examples use only the public headers.
+$(BUILD)/examples/%: %.c $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu17 -g -O2 -pthread -Wall -Wextra -Werror -Iloom/include \
+	    $(MODE_CFLAGS_$(MODE)) $(ALL_LDFLAGS) -o $@ $< $(LIBLOOM_A) $(LIBS)
+
+# Every public header compiles on its own (Seastar's checkheaders).
+PUBLIC_HEADERS := $(wildcard loom/include/loom/*.h)
+HEADER_CHECKS := $(patsubst loom/include/loom/%.h,$(BUILD)/checkheaders/%.ok,$(PUBLIC_HEADERS))
+checkheaders: $(HEADER_CHECKS)
+$(BUILD)/checkheaders/%.ok: loom/include/loom/%.h
+	@mkdir -p $(dir $@)
+	@echo '#include "loom/$*.h"' | $(CC) -std=gnu17 -Wall -Wextra -Werror -Iloom/include \
+	    -x c -fsyntax-only - && touch $@
+
+$(BUILD)/obj/bench/%.c.o: bench/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -Ibench -c $< -o $@
+
+$(BUILD)/obj/test/%.c.o: test/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+BENCH_LIBS_nop_bench := -luring
+
+# make test: release runs every test; asan the unit tests at reduced scale; tsan the tests
+# tagged cross-thread (a "LOOM_TEST_TAGS: tsan" line in the source).
+test: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release tests
+	@$(MAKE) --no-print-directory MODE=asan tests
+	@$(MAKE) --no-print-directory MODE=tsan tests
+	@test/run.sh release asan tsan
+
+test-valgrind: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=debug tests
+	@test/run.sh valgrind
+
+bench: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release benches
+	@scripts/bench.sh
+
+run: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release examples benches
+	@scripts/run.sh
+
+FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
+format:
+	clang-format -i $(FORMAT_FILES)
+check-format:
+	@clang-format --dry-run --Werror $(FORMAT_FILES)
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT
+ * internal.h - the runtime's private structures, shared by the loom sources (never installed).
+ *
+ * Threading rule: a struct loom__reactor is written only by its own thread, except the fields
+ * marked "shared" (atomics read or written by other cores: the sleeping flag, the stall
+ * watchdog's sample, counters read by loom_stats_get()).
+ */
+#ifndef LOOM_INTERNAL_H
+#define LOOM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "loom/loom.h"
+#include "wheel.h"
+
+#define LOOM_LIKELY(x) __builtin_expect(!!(x), 1)
+#define LOOM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LOOM_CACHELINE 64
+#define LOOM_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
+
+/* Assertions stay on in every build: they guard invariants whose violation corrupts memory. */
+void loom__assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 4, 5)));
+#define LOOM_ASSERT(cond)                                                                      \
+    do {                                                                                       \
+        if (LOOM_UNLIKELY(!(cond)))                                                            \
+            loom__assert_fail(__FILE__, __LINE__, #cond, NULL);                                \
+    } while (0)
+#define LOOM_ASSERTF(cond, ...)                                                                \
+    do {                                                                                       \
+        if (LOOM_UNLIKELY(!(cond)))                                                            \
+            loom__assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                         \
+    } while (0)
+
+#ifdef LOOM_DEBUG
+#define LOOM_DEBUG_ASSERT(cond) LOOM_ASSERT(cond)
+#else
+#define LOOM_DEBUG_ASSERT(cond) ((void)0)
+#endif
+
+/* Logging: one line on stderr with the core id. */
+void loom__log(const char *level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- fibers -------------------------------------------------------------------------------- */
+
+struct loom__ctx {
+    void *sp; /* saved stack pointer; callee-saved registers are on the stack */
+};
+
+/* Switches from `from` (saving) to `to` (restoring). switch_x86_64.S. */
+void loom__ctx_switch(struct loom__ctx *from, struct loom__ctx *to);
+/* Entry of a new context: calls loom__fiber_entry(fiber) with fiber in r12. */
+void loom__ctx_entry(void);
+
+enum loom__fiber_state {
+    LOOM_FIBER_FREE = 0,
+    LOOM_FIBER_NEW,     /* spawned, never run: no stack yet */
+    LOOM_FIBER_READY,   /* in the ready queue */
+    LOOM_FIBER_RUNNING,
+    LOOM_FIBER_WAITING, /* in a baton wait */
+    LOOM_FIBER_DONE,    /* returned; joinable record waits for its joiner */
+};
+
+struct loom__call; /* smp.c */
+
+struct loom_fiber {
+    struct loom__ctx ctx;
+    struct loom_fiber *next; /* ready queue or free list */
+    loom_fiber_fn fn;
+    void *arg;
+    char *stack_lo;    /* lowest usable byte (the guard page is just below) */
+    size_t stack_size;
+    struct loom_baton *join_baton; /* the joiner's baton while it waits */
+    struct loom__call *call;       /* set while running an invoke_on call */
+    void *asan_fake_stack;
+    void *tsan_fiber;
+    int result;
+    uint16_t core;
+    uint8_t state;
+    uint8_t stack_class;
+    bool joinable;
+    bool has_stack;
+    char name[LOOM_FIBER_NAME_MAX];
+};
+
+/* A stack in a free list: the link sits at the stack's lowest usable address. */
+struct loom__stack {
+    struct loom__stack *next;
+};
+
+/* ---- cross-core rings ---------------------------------------------------------------------- */
+
+/* SPSC ring of message pointers from one core (producer) to another (consumer). Producer and
+ * consumer fields sit on separate cache lines; each side caches the other's index so it reads
+ * the shared line only when its cached view says full/empty. */
+struct loom__spsc {
+    alignas(LOOM_CACHELINE) _Atomic uint32_t tail; /* shared: published by the producer */
+    alignas(LOOM_CACHELINE) _Atomic uint32_t head; /* shared: published by the consumer */
+    alignas(LOOM_CACHELINE) uint32_t prod_tail;    /* producer: next slot to write */
+    uint32_t prod_head_cache;                      /* producer: last head seen */
+    struct loom_msg *park_head, *park_tail;        /* producer: parked while the ring is full */
+    bool dirty;                                    /* producer: unpublished writes */
+    alignas(LOOM_CACHELINE) uint32_t cons_head;    /* consumer: next slot to read */
+    uint32_t cons_tail_cache;                      /* consumer: last tail seen */
+    alignas(LOOM_CACHELINE) uint32_t mask;
+    struct loom_msg **slots;
+};
+
+/* ---- the reactor --------------------------------------------------------------------------- */
+
+struct loom__uring; /* uring.c */
+
+struct loom__slab_class {
+    void *free; /* free list of objects of this class (link in the first word) */
+    uint64_t in_use;
+};
+#define LOOM_SLAB_CLASSES 13 /* 16 B .. 64 KiB */
+#define LOOM_SLAB_SPAN (64u * 1024u)
+
+struct loom__reactor {
+    unsigned core;
+    unsigned cpu;
+    int numa_node;
+    pthread_t thread;
+    pid_t tid;
+
+    struct loom_fiber *current;   /* the running fiber, NULL in the loop */
+    struct loom__ctx loop_ctx;    /* the loop's context while a fiber runs */
+    void *loop_stack_lo;          /* the thread stack (for ASan switch annotations) */
+    size_t loop_stack_size;
+    void *loop_tsan_fiber;
+    struct loom_fiber *ready_head, *ready_tail;
+    struct loom_fiber *fiber_free;
+    struct loom__stack *stack_free[LOOM_STACK_CLASSES];
+    struct loom_fiber *exited; /* fiber whose stack the loop must recycle */
+    uint64_t fibers_live;
+
+    /* memory budget: [arena_lo, arena_hi), carved upward from arena_next */
+    char *arena_lo, *arena_hi, *arena_next;
+    struct loom__slab_class slab[LOOM_SLAB_CLASSES];
+
+    struct loom__uring *uring;
+    struct loom_op *overflow_head, *overflow_tail; /* ops waiting for an SQE */
+    uint32_t sqes_pending;                         /* prepared, not yet submitted */
+    uint32_t ops_in_flight;
+
+    struct loom__wheel wheel;
+    int64_t now_ns;
+    int64_t quota_ns;
+
+    /* cross-core: in[i] is the ring from core i, out[i] the ring to core i */
+    struct loom__spsc *in[LOOM_CORES_MAX];
+    struct loom__spsc *out[LOOM_CORES_MAX];
+    struct loom_msg *self_head, *self_tail; /* messages to this core itself */
+    uint64_t out_dirty[LOOM_CORES_MAX / 64]; /* bitmap of out rings with unpublished writes */
+    uint64_t wake_pending[LOOM_CORES_MAX / 64]; /* cores to wake at the next submit */
+    int wake_fd;                              /* eventfd (fallback wake-up) */
+
+    /* shutdown */
+    bool stopped; /* the loop has left */
+    struct loom_baton *shutdown_waiter;       /* a fiber in loom_wait_shutdown() */
+    unsigned shutdown_waiters;
+
+    /* shared */
+    alignas(LOOM_CACHELINE) _Atomic int sleeping; /* set while (about to be) asleep */
+    alignas(LOOM_CACHELINE) _Atomic uint64_t stall_switches; /* switches into fibers */
+    _Atomic(const char *) stall_fiber_name;  /* name of the running fiber, NULL in the loop */
+    uint64_t stall_seen_switches;             /* watchdog's last sample */
+    int64_t stall_seen_ns;
+    bool stall_reported;
+    alignas(LOOM_CACHELINE) struct loom_stats stats;
+};
+
+/* Bumps a counter; other threads read counters with relaxed atomic loads. */
+#define LOOM_STAT_ADD(r, field, n)                                                             \
+    __atomic_store_n(&(r)->stats.field, (r)->stats.field + (n), __ATOMIC_RELAXED)
+#define LOOM_STAT_INC(r, field) LOOM_STAT_ADD(r, field, 1)
+
+struct loom__runtime {
+    struct loom_config config;
+    unsigned cores;
+    unsigned cpus[LOOM_CORES_MAX];
+    int numa_nodes[LOOM_CORES_MAX];
+    struct loom__reactor *reactors[LOOM_CORES_MAX];
+    char *memory_lo; /* all cores' budgets, one reservation */
+    size_t memory_bytes;
+    size_t core_bytes; /* per-core budget */
+    size_t page_bytes;
+    _Atomic int stopping;
+    _Atomic int exit_code;
+    _Atomic int shutdown_requested;
+    _Atomic int signals_seen;
+    _Atomic unsigned registered; /* reactors registered during start-up */
+    _Atomic int start_failed;
+    int signal_fd;
+};
+
+extern struct loom__runtime loom__rt;
+extern __thread struct loom__reactor *loom__self;
+
+/* The calling thread's reactor; asserts that it is one. */
+static inline struct loom__reactor *loom__reactor(void)
+{
+    struct loom__reactor *r = loom__self;
+    LOOM_ASSERTF(r != NULL, "called from a thread that is not a loom reactor");
+    return r;
+}
+
+/* ---- module interfaces --------------------------------------------------------------------- */
+
+/* mem.c */
+int loom__mem_reserve(struct loom__runtime *rt);          /* all budgets, before threads */
+int loom__mem_core_init(struct loom__reactor *r);         /* on the core's thread: bind, lock */
+void loom__mem_release(struct loom__runtime *rt);
+void *loom__arena_carve(struct loom__reactor *r, size_t bytes, size_t align); /* NULL: full */
+
+/* fiber.c */
+void loom__fiber_run_ready(struct loom__reactor *r);      /* runs ready fibers up to quota */
+void loom__fiber_ready(struct loom__reactor *r, struct loom_fiber *fiber); /* enqueue */
+void loom__fiber_block(struct loom__reactor *r);          /* current fiber waits */
+int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call,
+                           loom_fiber_fn fn, void *arg);
+void loom__fiber_core_init(struct loom__reactor *r);
+void loom__fiber_core_deinit(struct loom__reactor *r);
+bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_fiber **fiber);
+
+/* baton.c: wakes a fiber waiting on a baton (local post). */
+void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *baton);
+
+/* uring.c: the only file that touches io_uring. */
+int loom__uring_init(struct loom__reactor *r);
+void loom__uring_deinit(struct loom__reactor *r);
+bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op); /* false: SQ full */
+/* Submits prepared SQEs and reaps completions; waits up to timeout_ns (0: do not wait,
+ * < 0: wait with no timeout) when nothing is ready. Returns the number of CQEs reaped. */
+int loom__uring_enter(struct loom__reactor *r, int64_t timeout_ns);
+bool loom__uring_has_work(struct loom__reactor *r); /* CQEs or kernel task work pending */
+void loom__uring_wake(struct loom__reactor *r, unsigned target); /* wake a sleeping core */
+int loom__uring_probe_report(char *buffer, size_t size);
+bool loom__feature_enabled(const char *name); /* LOOM_DISABLE=name,... */
+
+/* reactor.c */
+int loom__reactor_create(unsigned core, struct loom__reactor **out); /* on its own thread */
+void loom__reactor_run(struct loom__reactor *r);
+void loom__reactor_destroy(struct loom__reactor *r);
+void loom__op_start(struct loom__reactor *r, struct loom_op *op);
+void loom__request_stop(void);
+/* Special user_data values for internal CQEs (ops are pointers, never this small). */
+#define LOOM_UD_WAKE 1u
+#define LOOM_UD_EVENTFD 2u
+#define LOOM_UD_SIGNAL 3u
+#define LOOM_UD_IGNORE 4u
+#define LOOM_UD_MAX 4096u
+
+/* smp.c */
+int loom__smp_init(struct loom__runtime *rt);              /* rings, after all registered */
+void loom__smp_drain(struct loom__reactor *r);             /* inbound + self messages */
+void loom__smp_flush(struct loom__reactor *r);             /* publish outbound, wake */
+bool loom__smp_has_inbound(struct loom__reactor *r);
+bool loom__smp_has_outbound(struct loom__reactor *r);
+
+/* stall.c */
+int loom__stall_start(struct loom__runtime *rt);
+void loom__stall_stop(void);
+void loom__stall_thread_init(void); /* per reactor thread: signal handler, altstack */
+
+/* clock.c */
+int64_t loom__clock_ns(void);
+
+#endif
