@@ -9,8 +9,10 @@
 #define LOOM_INTERNAL_H
 
 #include <pthread.h>
+#include <assert.h>
 #include <stdalign.h>
 #include <stdatomic.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -113,6 +115,7 @@ struct loom__spsc {
 /* ---- the reactor --------------------------------------------------------------------------- */
 
 struct loom__uring; /* uring.c */
+struct loom__shutdown_wait; /* reactor.c */
 
 struct loom__slab_class {
     void *free; /* free list of objects of this class (link in the first word) */
@@ -133,6 +136,7 @@ struct loom__reactor {
     void *loop_stack_lo;          /* the thread stack (for ASan switch annotations) */
     size_t loop_stack_size;
     void *loop_tsan_fiber;
+    void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
     struct loom_fiber *fiber_free;
     struct loom__stack *stack_free[LOOM_STACK_CLASSES];
@@ -142,9 +146,11 @@ struct loom__reactor {
     /* memory budget: [arena_lo, arena_hi), carved upward from arena_next */
     char *arena_lo, *arena_hi, *arena_next;
     struct loom__slab_class slab[LOOM_SLAB_CLASSES];
+    uint8_t *span_class; /* per 64 KiB span of the arena: 0 = not slab, else class + 1 */
 
     struct loom__uring *uring;
     struct loom_op *overflow_head, *overflow_tail; /* ops waiting for an SQE */
+    struct loom_op *done_head, *done_tail;         /* completed without the kernel */
     uint32_t sqes_pending;                         /* prepared, not yet submitted */
     uint32_t ops_in_flight;
 
@@ -162,8 +168,8 @@ struct loom__reactor {
 
     /* shutdown */
     bool stopped; /* the loop has left */
-    struct loom_baton *shutdown_waiter;       /* a fiber in loom_wait_shutdown() */
-    unsigned shutdown_waiters;
+    struct loom__shutdown_wait *shutdown_head; /* fibers in loom_wait_shutdown() */
+    int64_t stop_deadline_ns;                  /* end of the shutdown grace, 0 = running */
 
     /* shared */
     alignas(LOOM_CACHELINE) _Atomic int sleeping; /* set while (about to be) asleep */
@@ -191,9 +197,11 @@ struct loom__runtime {
     size_t core_bytes; /* per-core budget */
     size_t page_bytes;
     _Atomic int stopping;
+    _Atomic int exit_claimed;
     _Atomic int exit_code;
     _Atomic int shutdown_requested;
     _Atomic int signals_seen;
+    _Atomic unsigned shutdown_waiters; /* fibers in loom_wait_shutdown(), all cores */
     _Atomic unsigned registered; /* reactors registered during start-up */
     _Atomic int start_failed;
     int signal_fd;
@@ -249,6 +257,10 @@ void loom__reactor_run(struct loom__reactor *r);
 void loom__reactor_destroy(struct loom__reactor *r);
 void loom__op_start(struct loom__reactor *r, struct loom_op *op);
 void loom__request_stop(void);
+void loom__notify_all_cores(void); /* wake every core to look at the runtime's flags */
+int loom__op_cancel_queued(struct loom__reactor *r, struct loom_op *op);
+void loom__wake_any_thread(struct loom__reactor *target);
+enum { LOOM_OP_IDLE = 0, LOOM_OP_QUEUED = 1, LOOM_OP_SUBMITTED = 2 };
 /* Special user_data values for internal CQEs (ops are pointers, never this small). */
 #define LOOM_UD_WAKE 1u
 #define LOOM_UD_EVENTFD 2u

@@ -1,0 +1,169 @@
+/* SPDX-License-Identifier: MIT
+ * baton.c - one waiter, one post: the primitive every blocking call in loom is built on.
+ *
+ * States of a cycle: IDLE -> WAITING (a fiber waits) -> WOKEN (posted) or TIMEDOUT (deadline)
+ * -> IDLE when the waiter resumes; or IDLE -> POSTED (post before wait) -> IDLE when the wait
+ * takes it. The generation is bumped as each cycle ends; a post from another core carries the
+ * generation it saw, and the owner drops it if the cycle has ended since (stale_posts).
+ */
+#include <errno.h>
+
+#include "internal.h"
+
+enum {
+    BATON_IDLE = 0,
+    BATON_WAITING,
+    BATON_WOKEN,
+    BATON_TIMEDOUT,
+    BATON_POSTED,
+    BATON_DEAD = 0xde,
+};
+
+void loom_baton_init(struct loom_baton *b)
+{
+    struct loom__reactor *r = loom__reactor();
+    b->waiter = NULL;
+    __atomic_store_n(&b->generation, 0, __ATOMIC_RELAXED);
+    b->core = (uint16_t)r->core;
+    b->state = BATON_IDLE;
+    b->timed_out = 0;
+}
+
+static void check_owner(const struct loom_baton *b, struct loom__reactor *r)
+{
+    LOOM_ASSERTF(b->state != BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
+    LOOM_ASSERTF(b->core == r->core, "baton %p of core %u used on core %u", (void *)b, b->core,
+                 r->core);
+}
+
+void loom_baton_deinit(struct loom_baton *b)
+{
+    struct loom__reactor *r = loom__reactor();
+    check_owner(b, r);
+    LOOM_ASSERTF(b->waiter == NULL, "baton %p deinitialised with a waiter", (void *)b);
+    b->state = BATON_DEAD;
+}
+
+static void end_cycle(struct loom_baton *b)
+{
+    b->waiter = NULL;
+    __atomic_store_n(&b->generation, b->generation + 1, __ATOMIC_RELAXED);
+}
+
+static void baton_timeout(struct loom_timer *timer, void *arg)
+{
+    struct loom_baton *b = arg;
+    struct loom__reactor *r = loom__self;
+    (void)timer;
+    LOOM_ASSERT(b->state == BATON_WAITING && b->waiter != NULL);
+    b->state = BATON_TIMEDOUT;
+    loom__fiber_ready(r, b->waiter);
+}
+
+int loom_baton_wait(struct loom_baton *b, int64_t deadline_ns)
+{
+    struct loom__reactor *r = loom__reactor();
+    check_owner(b, r);
+    LOOM_ASSERTF(r->current != NULL, "loom_baton_wait() outside a fiber");
+    LOOM_ASSERTF(b->state != BATON_WAITING && b->waiter == NULL,
+                 "baton %p has a waiter already (one waiter per baton)", (void *)b);
+    if (b->state == BATON_POSTED) {
+        b->state = BATON_IDLE;
+        end_cycle(b);
+        return 0;
+    }
+    LOOM_ASSERT(b->state == BATON_IDLE);
+    if (deadline_ns != LOOM_NO_DEADLINE && deadline_ns <= loom__clock_ns()) {
+        end_cycle(b);
+        return -ETIMEDOUT;
+    }
+    struct loom_timer timer;
+    b->state = BATON_WAITING;
+    b->waiter = r->current;
+    if (deadline_ns != LOOM_NO_DEADLINE) {
+        loom_timer_init(&timer);
+        int rc = loom_timer_start(&timer, deadline_ns, baton_timeout, b);
+        LOOM_ASSERT(rc == 0);
+    }
+    loom__fiber_block(r);
+    if (deadline_ns != LOOM_NO_DEADLINE)
+        (void)loom_timer_cancel(&timer);
+    int rc;
+    if (b->state == BATON_WOKEN) {
+        b->state = BATON_IDLE;
+        rc = 0;
+    } else {
+        /* TIMEDOUT, or POSTED by a post that came after the deadline: that post counts for
+         * the next cycle, as a post before a wait does. */
+        LOOM_ASSERT(b->state == BATON_TIMEDOUT || b->state == BATON_POSTED);
+        if (b->state == BATON_TIMEDOUT)
+            b->state = BATON_IDLE;
+        rc = -ETIMEDOUT;
+    }
+    end_cycle(b);
+    return rc;
+}
+
+void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *b)
+{
+    check_owner(b, r);
+    switch (b->state) {
+    case BATON_WAITING:
+        b->state = BATON_WOKEN;
+        loom__fiber_ready(r, b->waiter);
+        break;
+    case BATON_IDLE:
+    case BATON_TIMEDOUT:
+        b->state = BATON_POSTED;
+        break;
+    default:
+        LOOM_ASSERTF(false, "baton %p posted twice in one cycle (one post per wait)",
+                     (void *)b);
+    }
+}
+
+struct remote_post {
+    struct loom_msg msg;
+    struct loom_baton *baton;
+    uint32_t generation;
+};
+
+static void remote_post_arrived(struct loom_msg *msg)
+{
+    struct remote_post *post = LOOM_CONTAINER_OF(msg, struct remote_post, msg);
+    struct loom__reactor *r = loom__self;
+    struct loom_baton *b = post->baton;
+    if (__atomic_load_n(&b->generation, __ATOMIC_RELAXED) == post->generation)
+        loom__baton_post_local(r, b);
+    else
+        LOOM_STAT_INC(r, stale_posts);
+    loom_free(post); /* goes home to the posting core */
+}
+
+void loom_baton_post(struct loom_baton *b)
+{
+    struct loom__reactor *r = loom__reactor();
+    if (b->core == r->core) {
+        loom__baton_post_local(r, b);
+        return;
+    }
+    struct remote_post *post = loom_alloc(sizeof(*post));
+    LOOM_ASSERTF(post != NULL, "core %u: memory budget exhausted posting a baton", r->core);
+    post->baton = b;
+    post->generation = __atomic_load_n(&b->generation, __ATOMIC_RELAXED);
+    loom_msg_send(b->core, &post->msg, remote_post_arrived);
+}
+
+bool loom_baton_is_posted(const struct loom_baton *b)
+{
+    return b->state == BATON_POSTED;
+}
+
+void loom_baton_reset(struct loom_baton *b)
+{
+    struct loom__reactor *r = loom__reactor();
+    check_owner(b, r);
+    LOOM_ASSERTF(b->waiter == NULL, "loom_baton_reset() with a waiter");
+    b->state = BATON_IDLE;
+    end_cycle(b);
+}

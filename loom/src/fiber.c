@@ -1,0 +1,405 @@
+/* SPDX-License-Identifier: MIT
+ * fiber.c - stackful fibers: records and stacks from per-core pools, the ready queue, and
+ * the switches between the reactor loop and a fiber.
+ *
+ * Every switch goes loop -> fiber -> loop: the loop owns the ready queue and recycles the
+ * stack of a fiber that returned (a fiber cannot free the stack it runs on). Stacks are carved
+ * from the core's budget with a PROT_NONE guard page below, registered with valgrind once,
+ * and recycled through per-class free lists, so steady-state spawning touches no syscall and
+ * no heap. Switches are annotated for ASan (fake stacks) and TSan (fiber contexts).
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include <valgrind/valgrind.h>
+
+#include "internal.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define LOOM_ASAN 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#include <sanitizer/tsan_interface.h>
+#define LOOM_TSAN 1
+#endif
+
+void loom__fiber_entry(struct loom_fiber *fiber) __attribute__((noreturn, used));
+
+/* ---- sanitizer annotations around loom__ctx_switch ------------------------------------------ */
+
+static inline void annotate_leave_loop(struct loom__reactor *r, struct loom_fiber *f)
+{
+#ifdef LOOM_ASAN
+    __sanitizer_start_switch_fiber(&r->loop_fake_stack, f->stack_lo, f->stack_size);
+#endif
+#ifdef LOOM_TSAN
+    __tsan_switch_to_fiber(f->tsan_fiber, 0);
+#endif
+    (void)r;
+    (void)f;
+}
+
+static inline void annotate_enter_loop(struct loom__reactor *r)
+{
+#ifdef LOOM_ASAN
+    __sanitizer_finish_switch_fiber(r->loop_fake_stack, NULL, NULL);
+#endif
+    (void)r;
+}
+
+static inline void annotate_leave_fiber(struct loom__reactor *r, struct loom_fiber *f,
+                                        bool exiting)
+{
+#ifdef LOOM_ASAN
+    __sanitizer_start_switch_fiber(exiting ? NULL : &f->asan_fake_stack, r->loop_stack_lo,
+                                   r->loop_stack_size);
+#endif
+#ifdef LOOM_TSAN
+    __tsan_switch_to_fiber(r->loop_tsan_fiber, 0);
+#endif
+    (void)r;
+    (void)f;
+    (void)exiting;
+}
+
+static inline void annotate_enter_fiber(struct loom__reactor *r, struct loom_fiber *f,
+                                        bool first)
+{
+#ifdef LOOM_ASAN
+    const void *lo = NULL;
+    size_t size = 0;
+    __sanitizer_finish_switch_fiber(first ? NULL : f->asan_fake_stack, &lo, &size);
+    r->loop_stack_lo = (void *)lo; /* the thread stack the loop runs on */
+    r->loop_stack_size = size;
+#endif
+    (void)r;
+    (void)f;
+    (void)first;
+}
+
+/* ---- pools ---------------------------------------------------------------------------------- */
+
+static struct loom_fiber *fiber_take(struct loom__reactor *r)
+{
+    struct loom_fiber *f = r->fiber_free;
+    if (f) {
+        r->fiber_free = f->next;
+        return f;
+    }
+    f = loom__arena_carve(r, sizeof(*f), LOOM_CACHELINE);
+    if (f)
+        LOOM_STAT_INC(r, heap_allocs);
+    return f;
+}
+
+static void fiber_give(struct loom__reactor *r, struct loom_fiber *f)
+{
+    LOOM_ASSERT(!f->has_stack);
+    f->state = LOOM_FIBER_FREE;
+    f->next = r->fiber_free;
+    r->fiber_free = f;
+}
+
+static bool stack_take(struct loom__reactor *r, struct loom_fiber *f)
+{
+    unsigned cls = f->stack_class;
+    size_t size = loom__rt.config.stack_bytes[cls];
+    size_t page = loom__rt.page_bytes;
+    struct loom__stack *s = r->stack_free[cls];
+    if (s) {
+        r->stack_free[cls] = s->next;
+    } else {
+        char *guard = loom__arena_carve(r, page + size, page);
+        if (!guard)
+            return false;
+        LOOM_STAT_INC(r, heap_allocs);
+        if (mprotect(guard, page, PROT_NONE) != 0)
+            loom__log("warning", "guard page for a fiber stack: mprotect: %s", strerror(errno));
+        s = (struct loom__stack *)(guard + page);
+        VALGRIND_STACK_REGISTER(guard + page, guard + page + size);
+    }
+    f->stack_lo = (char *)s;
+    f->stack_size = size;
+    f->has_stack = true;
+    return true;
+}
+
+static void stack_give(struct loom__reactor *r, struct loom_fiber *f)
+{
+    LOOM_ASSERT(f->has_stack);
+    struct loom__stack *s = (struct loom__stack *)f->stack_lo;
+    s->next = r->stack_free[f->stack_class];
+    r->stack_free[f->stack_class] = s;
+    f->has_stack = false;
+    f->stack_lo = NULL;
+}
+
+/* Lays out a new stack so that the first switch "returns" into loom__ctx_entry with the
+ * fiber in r12 and rsp 16-byte aligned there (so the call in it gets the ABI alignment). */
+static void stack_prepare(struct loom_fiber *f)
+{
+    uintptr_t top = ((uintptr_t)f->stack_lo + f->stack_size) & ~(uintptr_t)15;
+    uint64_t *sp = (uint64_t *)(top - 72); /* sp + 56 (after 6 pops and ret) == top - 16 */
+    sp[0] = 0;                             /* r15 */
+    sp[1] = 0;                             /* r14 */
+    sp[2] = 0;                             /* r13 */
+    sp[3] = (uint64_t)(uintptr_t)f;        /* r12: the fiber */
+    sp[4] = 0;                             /* rbx */
+    sp[5] = 0;                             /* rbp */
+    sp[6] = (uint64_t)(uintptr_t)loom__ctx_entry;
+    sp[7] = 0;
+    f->ctx.sp = sp;
+}
+
+/* ---- spawn, ready, run ---------------------------------------------------------------------- */
+
+static void set_name(struct loom_fiber *f, const char *name)
+{
+    size_t n = strnlen(name, LOOM_FIBER_NAME_MAX - 1);
+    memcpy(f->name, name, n);
+    f->name[n] = '\0';
+}
+
+void loom__fiber_ready(struct loom__reactor *r, struct loom_fiber *f)
+{
+    LOOM_DEBUG_ASSERT(f->core == r->core);
+    f->state = LOOM_FIBER_READY;
+    f->next = NULL;
+    if (r->ready_tail)
+        r->ready_tail->next = f;
+    else
+        r->ready_head = f;
+    r->ready_tail = f;
+}
+
+int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
+               const struct loom_fiber_attr *attr)
+{
+    struct loom__reactor *r = loom__reactor();
+    LOOM_ASSERT(fn != NULL);
+    bool joinable = attr && attr->joinable;
+    LOOM_ASSERTF(!joinable || out != NULL, "a joinable fiber needs `out`");
+    struct loom_fiber *f = fiber_take(r);
+    if (!f)
+        return -ENOMEM;
+    memset(f, 0, offsetof(struct loom_fiber, name));
+    f->fn = fn;
+    f->arg = arg;
+    f->core = (uint16_t)r->core;
+    f->joinable = joinable;
+    f->stack_class = attr ? (uint8_t)attr->stack : LOOM_STACK_MEDIUM;
+    LOOM_ASSERT(f->stack_class < LOOM_STACK_CLASSES);
+    set_name(f, attr && attr->name ? attr->name : "fiber");
+    f->state = LOOM_FIBER_NEW;
+    f->next = NULL;
+    if (r->ready_tail)
+        r->ready_tail->next = f;
+    else
+        r->ready_head = f;
+    r->ready_tail = f;
+    r->fibers_live++;
+    LOOM_STAT_INC(r, fibers_spawned);
+    if (out)
+        *out = f;
+    return 0;
+}
+
+int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loom_fiber_fn fn,
+                           void *arg)
+{
+    struct loom_fiber *f = NULL;
+    struct loom_fiber_attr attr = {.name = "invoke_on", .stack = LOOM_STACK_MEDIUM};
+    (void)r;
+    int rc = loom_spawn(&f, fn, arg, &attr);
+    if (rc == 0)
+        f->call = call;
+    return rc;
+}
+
+static void switch_in(struct loom__reactor *r, struct loom_fiber *f)
+{
+    bool first = f->state == LOOM_FIBER_NEW;
+    if (first) {
+        if (!stack_take(r, f)) {
+            loom__log("fatal", "core %u: memory budget exhausted: no %zu KiB stack for fiber "
+                      "'%s' (raise --memory)", r->core,
+                      loom__rt.config.stack_bytes[f->stack_class] >> 10, f->name);
+            abort();
+        }
+        stack_prepare(f);
+#ifdef LOOM_TSAN
+        f->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    }
+    f->state = LOOM_FIBER_RUNNING;
+    r->current = f;
+    LOOM_STAT_INC(r, fibers_run);
+    atomic_store_explicit(&r->stall_fiber_name, f->name, memory_order_relaxed);
+    atomic_store_explicit(&r->stall_switches,
+                          atomic_load_explicit(&r->stall_switches, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    annotate_leave_loop(r, f);
+    loom__ctx_switch(&r->loop_ctx, &f->ctx);
+    annotate_enter_loop(r);
+    atomic_store_explicit(&r->stall_fiber_name, NULL, memory_order_relaxed);
+    r->current = NULL;
+}
+
+/* The loop's half of a fiber's exit: recycle its stack; free or keep its record. */
+static void reap_exited(struct loom__reactor *r)
+{
+    struct loom_fiber *f = r->exited;
+    r->exited = NULL;
+    LOOM_ASSERT(f->state == LOOM_FIBER_DONE);
+#ifdef LOOM_TSAN
+    __tsan_destroy_fiber(f->tsan_fiber);
+    f->tsan_fiber = NULL;
+#endif
+    stack_give(r, f);
+    LOOM_ASSERT(r->fibers_live > 0);
+    r->fibers_live--;
+    if (!f->joinable)
+        fiber_give(r, f);
+}
+
+void loom__fiber_run_ready(struct loom__reactor *r)
+{
+    LOOM_ASSERT(r->current == NULL);
+    int64_t quota_end = r->now_ns + r->quota_ns;
+    unsigned ran = 0;
+    while (r->ready_head) {
+        struct loom_fiber *f = r->ready_head;
+        r->ready_head = f->next;
+        if (!r->ready_head)
+            r->ready_tail = NULL;
+        f->next = NULL;
+        switch_in(r, f);
+        if (r->exited)
+            reap_exited(r);
+        /* check the quota every 16 fibers: a clock read costs more than a switch */
+        if ((++ran & 15) == 0 && loom__clock_ns() >= quota_end)
+            break;
+    }
+}
+
+void loom__fiber_entry(struct loom_fiber *f)
+{
+    struct loom__reactor *r = loom__self;
+    annotate_enter_fiber(r, f, true);
+    f->result = f->fn(f->arg);
+    r = loom__self; /* fibers never migrate, but reload after the call for clarity */
+    LOOM_ASSERT(r->current == f);
+    f->state = LOOM_FIBER_DONE;
+    if (f->join_baton) {
+        loom__baton_post_local(r, f->join_baton);
+        f->join_baton = NULL;
+    }
+    r->exited = f;
+    annotate_leave_fiber(r, f, true);
+    loom__ctx_switch(&f->ctx, &r->loop_ctx);
+    LOOM_ASSERTF(false, "a fiber that returned was resumed");
+    __builtin_unreachable();
+}
+
+/* Switches from the running fiber back to the loop; returns when it is resumed. */
+static void switch_out(struct loom__reactor *r)
+{
+    struct loom_fiber *f = r->current;
+    annotate_leave_fiber(r, f, false);
+    loom__ctx_switch(&f->ctx, &r->loop_ctx);
+    annotate_enter_fiber(r, f, false);
+    LOOM_ASSERT(r->current == f);
+}
+
+void loom__fiber_block(struct loom__reactor *r)
+{
+    struct loom_fiber *f = r->current;
+    LOOM_ASSERTF(f != NULL, "a blocking call outside a fiber (from a callback or the loop)");
+    f->state = LOOM_FIBER_WAITING;
+    switch_out(r);
+}
+
+void loom_yield(void)
+{
+    struct loom__reactor *r = loom__reactor();
+    struct loom_fiber *f = r->current;
+    LOOM_ASSERTF(f != NULL, "loom_yield() outside a fiber");
+    loom__fiber_ready(r, f);
+    switch_out(r);
+}
+
+int loom_fiber_join(struct loom_fiber *f, int64_t deadline_ns, int *result)
+{
+    struct loom__reactor *r = loom__reactor();
+    LOOM_ASSERTF(f->joinable, "loom_fiber_join: fiber '%s' is not joinable", f->name);
+    LOOM_ASSERTF(f->core == r->core, "loom_fiber_join: fiber '%s' lives on core %u", f->name,
+                 f->core);
+    LOOM_ASSERTF(f != r->current, "a fiber cannot join itself");
+    if (f->state != LOOM_FIBER_DONE) {
+        LOOM_ASSERTF(f->join_baton == NULL, "fiber '%s' is joined twice", f->name);
+        struct loom_baton baton;
+        loom_baton_init(&baton);
+        f->join_baton = &baton;
+        int rc = loom_baton_wait(&baton, deadline_ns);
+        if (rc < 0) {
+            f->join_baton = NULL;
+            loom_baton_deinit(&baton);
+            return rc;
+        }
+        loom_baton_deinit(&baton);
+    }
+    LOOM_ASSERT(f->state == LOOM_FIBER_DONE && !f->has_stack);
+    if (result)
+        *result = f->result;
+    fiber_give(r, f);
+    return 0;
+}
+
+struct loom_fiber *loom_fiber_self(void)
+{
+    struct loom__reactor *r = loom__self;
+    return r ? r->current : NULL;
+}
+
+const char *loom_fiber_name(const struct loom_fiber *f)
+{
+    return f->name;
+}
+
+void loom_fiber_set_name(struct loom_fiber *f, const char *name)
+{
+    set_name(f, name ? name : "fiber");
+}
+
+bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_fiber **out)
+{
+    struct loom_fiber *f = r->current;
+    if (!f || !f->has_stack)
+        return false;
+    const char *p = addr;
+    const char *guard = f->stack_lo - loom__rt.page_bytes;
+    /* a frame larger than a page can jump past the guard: count a little below it too */
+    if (p >= guard - 4 * loom__rt.page_bytes && p < f->stack_lo) {
+        *out = f;
+        return true;
+    }
+    return false;
+}
+
+void loom__fiber_core_init(struct loom__reactor *r)
+{
+#ifdef LOOM_TSAN
+    r->loop_tsan_fiber = __tsan_get_current_fiber();
+#endif
+    (void)r;
+}
+
+void loom__fiber_core_deinit(struct loom__reactor *r)
+{
+    /* Fibers still blocked at shutdown are abandoned with the core's memory; count them. */
+    if (r->fibers_live > 0)
+        loom__log("warning", "%" PRIu64 " fiber(s) still blocked at shutdown", r->fibers_live);
+}

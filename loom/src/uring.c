@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: MIT
+ * uring.c - everything loom does with io_uring, in one place (with the liburing 2.3 gaps).
+ *
+ * Each reactor thread creates its own ring (SINGLE_ISSUER: only it may submit; DEFER_TASKRUN:
+ * completions are posted only when it enters the kernel with GETEVENTS, so they never
+ * interrupt it; TASKRUN_FLAG: the kernel sets IORING_SQ_TASKRUN when such work waits, which is
+ * how the spin phase knows to enter). Newer features are probed and each can be forced off
+ * with LOOM_DISABLE=name,name (see loom__feature_enabled), so fallbacks are tested too.
+ * Internal CQEs carry small user_data values (LOOM_UD_*); every other CQE is a struct loom_op.
+ */
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <liburing.h>
+#include <valgrind/memcheck.h>
+
+#include "internal.h"
+
+/* liburing 2.3 stops at opcode 48 (IORING_OP_SENDMSG_ZC is 48 in 6.1); the kernel here has
+ * up to 62. Names we may use, defined here and probed at run time. */
+#ifndef IORING_SETUP_NO_SQARRAY
+#define IORING_SETUP_NO_SQARRAY (1U << 16)
+#endif
+#ifndef IORING_SETUP_DEFER_TASKRUN
+#define IORING_SETUP_DEFER_TASKRUN (1U << 13)
+#endif
+enum {
+    LOOM_IORING_OP_READ_MULTISHOT = 49,
+    LOOM_IORING_OP_WAITID = 50,
+    LOOM_IORING_OP_FUTEX_WAIT = 51,
+    LOOM_IORING_OP_FUTEX_WAKE = 52,
+    LOOM_IORING_OP_FUTEX_WAITV = 53,
+    LOOM_IORING_OP_FIXED_FD_INSTALL = 54,
+    LOOM_IORING_OP_FTRUNCATE = 55,
+    LOOM_IORING_OP_BIND = 56,
+    LOOM_IORING_OP_LISTEN = 57,
+    LOOM_IORING_OP_RECV_ZC = 58,
+    LOOM_IORING_OP_EPOLL_WAIT = 59,
+    LOOM_IORING_OP_READV_FIXED = 60,
+    LOOM_IORING_OP_WRITEV_FIXED = 61,
+    LOOM_IORING_OP_PIPE = 62,
+};
+
+struct loom__uring {
+    struct io_uring ring;
+    unsigned setup_flags;
+    bool msg_ring;      /* IORING_OP_MSG_RING usable for core wake-ups */
+    bool registered_fd; /* ring fd registered: io_uring_enter skips the fd lookup */
+    bool eventfd_armed;
+    uint64_t eventfd_value;
+    struct signalfd_siginfo siginfo;
+    bool signal_armed;
+};
+
+bool loom__feature_enabled(const char *name)
+{
+    const char *list = getenv("LOOM_DISABLE");
+    if (!list || !*list)
+        return true;
+    size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *end = strchr(p, ',');
+        size_t len = end ? (size_t)(end - p) : strlen(p);
+        if ((len == n && strncmp(p, name, n) == 0) || (len == 3 && strncmp(p, "all", 3) == 0))
+            return false;
+        p += len + (end ? 1 : 0);
+    }
+    return true;
+}
+
+static void explain_setup_error(int err)
+{
+    if (err == -EPERM || err == -EACCES) {
+        FILE *f = fopen("/proc/sys/kernel/io_uring_disabled", "r");
+        int disabled = -1;
+        if (f) {
+            if (fscanf(f, "%d", &disabled) != 1)
+                disabled = -1;
+            fclose(f);
+        }
+        loom__log("error", "io_uring_setup: %s: io_uring is not permitted here "
+                  "(sysctl kernel.io_uring_disabled = %d; a seccomp filter, e.g. a container's "
+                  "default profile, can also block it)", strerror(-err), disabled);
+    } else if (err == -ENOMEM) {
+        loom__log("error", "io_uring_setup: %s: not enough lockable memory for the ring "
+                  "(RLIMIT_MEMLOCK, ulimit -l)", strerror(-err));
+    } else if (err == -ENOSYS) {
+        loom__log("error", "io_uring_setup: %s: this kernel has no io_uring (loom needs 6.1+)",
+                  strerror(-err));
+    } else {
+        loom__log("error", "io_uring_setup: %s", strerror(-err));
+    }
+}
+
+static int setup_ring(struct loom__uring *u, unsigned entries)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    p.cq_entries = entries * 4;
+    if (loom__feature_enabled("single_issuer"))
+        p.flags |= IORING_SETUP_SINGLE_ISSUER;
+    if ((p.flags & IORING_SETUP_SINGLE_ISSUER) && loom__feature_enabled("defer_taskrun"))
+        p.flags |= IORING_SETUP_DEFER_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    else
+        p.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_TASKRUN_FLAG;
+    int rc = io_uring_queue_init_params(entries, &u->ring, &p);
+    if (rc == -EINVAL) {
+        /* an older kernel: drop the optional flags and try again */
+        memset(&p, 0, sizeof(p));
+        rc = io_uring_queue_init_params(entries, &u->ring, &p);
+    }
+    if (rc < 0) {
+        explain_setup_error(rc);
+        return rc;
+    }
+    u->setup_flags = p.flags;
+    return 0;
+}
+
+static void arm_eventfd(struct loom__reactor *r)
+{
+    struct loom__uring *u = r->uring;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    LOOM_ASSERT(sqe != NULL); /* called right after a submit or at init: room in the SQ */
+    io_uring_prep_read(sqe, r->wake_fd, &u->eventfd_value, sizeof(u->eventfd_value), 0);
+    io_uring_sqe_set_data64(sqe, LOOM_UD_EVENTFD);
+    u->eventfd_armed = true;
+    r->sqes_pending++;
+}
+
+static void arm_signalfd(struct loom__reactor *r)
+{
+    struct loom__uring *u = r->uring;
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    LOOM_ASSERT(sqe != NULL);
+    io_uring_prep_read(sqe, loom__rt.signal_fd, &u->siginfo, sizeof(u->siginfo), 0);
+    io_uring_sqe_set_data64(sqe, LOOM_UD_SIGNAL);
+    u->signal_armed = true;
+    r->sqes_pending++;
+}
+
+int loom__uring_init(struct loom__reactor *r)
+{
+    struct loom__uring *u = loom__arena_carve(r, sizeof(*u), LOOM_CACHELINE);
+    if (!u)
+        return -ENOMEM;
+    memset(u, 0, sizeof(*u));
+    r->uring = u;
+    int rc = setup_ring(u, loom__rt.config.ring_entries);
+    if (rc < 0)
+        return rc;
+    if (loom__feature_enabled("register_ring_fd") && io_uring_register_ring_fd(&u->ring) == 1)
+        u->registered_fd = true;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&u->ring);
+    if (probe) {
+        u->msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
+                      loom__feature_enabled("msg_ring");
+        io_uring_free_probe(probe);
+    }
+    r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (r->wake_fd < 0) {
+        loom__log("error", "eventfd: %s", strerror(errno));
+        return -errno;
+    }
+    arm_eventfd(r);
+    if (r->core == 0 && loom__rt.signal_fd >= 0)
+        arm_signalfd(r);
+    return 0;
+}
+
+void loom__uring_deinit(struct loom__reactor *r)
+{
+    struct loom__uring *u = r->uring;
+    if (!u)
+        return;
+    if (u->ring.ring_fd > 0)
+        io_uring_queue_exit(&u->ring);
+    if (r->wake_fd >= 0)
+        close(r->wake_fd);
+    r->wake_fd = -1;
+    r->uring = NULL;
+}
+
+bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
+    if (LOOM_UNLIKELY(!sqe))
+        return false;
+    io_uring_prep_rw(op->opcode, sqe, op->fd, (const void *)(uintptr_t)op->addr, op->len,
+                     op->off);
+    sqe->rw_flags = (__kernel_rwf_t)op->op_flags;
+    sqe->flags = op->sqe_flags;
+    sqe->ioprio = op->ioprio;
+    sqe->buf_index = op->buf_index;
+    sqe->addr3 = op->addr3;
+    io_uring_sqe_set_data(sqe, op);
+    r->sqes_pending++;
+    return true;
+}
+
+bool loom__uring_has_work(struct loom__reactor *r)
+{
+    struct io_uring *ring = &r->uring->ring;
+    if (io_uring_cq_ready(ring) > 0)
+        return true;
+    unsigned flags = IO_URING_READ_ONCE(*ring->sq.kflags);
+    return (flags & (IORING_SQ_TASKRUN | IORING_SQ_CQ_OVERFLOW)) != 0;
+}
+
+static void handle_signal(struct loom__reactor *r)
+{
+    struct loom__uring *u = r->uring;
+    VALGRIND_MAKE_MEM_DEFINED(&u->siginfo, sizeof(u->siginfo));
+    int signo = (int)u->siginfo.ssi_signo;
+    int seen = atomic_fetch_add(&loom__rt.signals_seen, 1);
+    if (seen > 0 || atomic_load(&loom__rt.shutdown_waiters) == 0) {
+        /* the second signal, or no fiber waits to see it: exit */
+        loom__log("info", "signal %d: shutting down", signo);
+        loom_exit(128 + signo);
+        return;
+    }
+    loom__log("info", "signal %d: shutdown requested", signo);
+    atomic_store(&loom__rt.shutdown_requested, 1);
+    loom__notify_all_cores();
+}
+
+static void dispatch_internal(struct loom__reactor *r, uint64_t ud, int32_t res)
+{
+    struct loom__uring *u = r->uring;
+    switch (ud) {
+    case LOOM_UD_WAKE:
+        LOOM_STAT_INC(r, wakeups_received);
+        break;
+    case LOOM_UD_EVENTFD:
+        u->eventfd_armed = false;
+        LOOM_STAT_INC(r, wakeups_received);
+        break;
+    case LOOM_UD_SIGNAL:
+        u->signal_armed = false;
+        if (res == (int32_t)sizeof(u->siginfo))
+            handle_signal(r);
+        break;
+    case LOOM_UD_IGNORE:
+        if (res < 0 && res != -ECANCELED && res != -ENOENT && res != -EALREADY)
+            loom__log("warning", "internal io_uring request failed: %s", strerror(-res));
+        break;
+    default:
+        LOOM_ASSERTF(false, "unknown internal CQE user_data %" PRIu64, ud);
+    }
+}
+
+static void dispatch(struct loom__reactor *r, uint64_t ud, int32_t res, uint32_t flags)
+{
+    if (ud < LOOM_UD_MAX) {
+        dispatch_internal(r, ud, res);
+        return;
+    }
+    struct loom_op *op = (struct loom_op *)(uintptr_t)ud;
+    op->res = res;
+    op->cqe_flags = flags;
+    if (!(flags & IORING_CQE_F_MORE)) {
+        LOOM_ASSERT(r->ops_in_flight > 0);
+        r->ops_in_flight--;
+        op->state = LOOM_OP_IDLE;
+    }
+    op->fn(op);
+}
+
+/* Reaps every CQE: copies a batch out, frees their slots, then runs the callbacks (which may
+ * prepare new SQEs but never enter the kernel). */
+static int reap(struct loom__reactor *r)
+{
+    struct io_uring *ring = &r->uring->ring;
+    struct {
+        uint64_t ud;
+        int32_t res;
+        uint32_t flags;
+    } batch[64];
+    int total = 0;
+    for (;;) {
+        unsigned n = 0, head;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(ring, head, cqe)
+        {
+            batch[n].ud = cqe->user_data;
+            batch[n].res = cqe->res;
+            batch[n].flags = cqe->flags;
+            if (++n == 64)
+                break;
+        }
+        if (n == 0)
+            break;
+        io_uring_cq_advance(ring, n);
+        for (unsigned i = 0; i < n; i++)
+            dispatch(r, batch[i].ud, batch[i].res, batch[i].flags);
+        total += (int)n;
+    }
+    LOOM_STAT_ADD(r, cqes_reaped, (uint64_t)total);
+    return total;
+}
+
+int loom__uring_enter(struct loom__reactor *r, int64_t timeout_ns)
+{
+    struct loom__uring *u = r->uring;
+    if (!u->eventfd_armed)
+        arm_eventfd(r);
+    if (r->core == 0 && !u->signal_armed && loom__rt.signal_fd >= 0)
+        arm_signalfd(r);
+    unsigned pending = r->sqes_pending;
+    int rc;
+    if (timeout_ns == 0) {
+        rc = io_uring_submit_and_get_events(&u->ring);
+    } else {
+        struct io_uring_cqe *cqe = NULL;
+        struct __kernel_timespec ts = {.tv_sec = timeout_ns / LOOM_NS_PER_S,
+                                       .tv_nsec = timeout_ns % LOOM_NS_PER_S};
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ns > 0 ? &ts : NULL,
+                                              NULL);
+    }
+    LOOM_STAT_INC(r, syscalls);
+    if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
+        loom__log("warning", "io_uring_enter: %s", strerror(-rc));
+    /* SUBMIT_ALL: everything prepared was consumed unless the enter failed outright */
+    if (io_uring_sq_ready(&u->ring) == 0) {
+        LOOM_STAT_ADD(r, sqes_submitted, pending);
+        r->sqes_pending = 0;
+    }
+    return reap(r);
+}
+
+void loom__uring_wake(struct loom__reactor *r, unsigned target)
+{
+    struct loom__reactor *t = loom__rt.reactors[target];
+    LOOM_STAT_INC(r, wakeups_sent);
+    if (r->uring->msg_ring) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
+        if (sqe) {
+            io_uring_prep_msg_ring(sqe, t->uring->ring.ring_fd, 0, LOOM_UD_WAKE, 0);
+            io_uring_sqe_set_data64(sqe, LOOM_UD_IGNORE);
+            sqe->flags |= IOSQE_CQE_SKIP_SUCCESS;
+            r->sqes_pending++;
+            return;
+        }
+    }
+    uint64_t one = 1;
+    ssize_t n = write(t->wake_fd, &one, sizeof(one));
+    (void)n; /* EAGAIN: the counter is saturated, so a wake-up is pending anyway */
+    LOOM_STAT_INC(r, syscalls);
+}
+
+/* A wake-up from any thread (shutdown, signals, foreign threads): always the eventfd. */
+void loom__wake_any_thread(struct loom__reactor *t)
+{
+    uint64_t one = 1;
+    ssize_t n = write(t->wake_fd, &one, sizeof(one));
+    (void)n;
+}
+
+int loom__uring_probe_report(char *buffer, size_t size)
+{
+    struct loom__reactor *r = loom__reactor();
+    struct loom__uring *u = r->uring;
+    return snprintf(buffer, size,
+                    "single_issuer=%d defer_taskrun=%d registered_ring_fd=%d msg_ring=%d",
+                    !!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER),
+                    !!(u->setup_flags & IORING_SETUP_DEFER_TASKRUN), u->registered_fd,
+                    u->msg_ring);
+}
+
+int loom_op_cancel(struct loom_op *op)
+{
+    struct loom__reactor *r = loom__reactor();
+    if (op->state == LOOM_OP_IDLE)
+        return -ENOENT;
+    if (op->state == LOOM_OP_QUEUED) {
+        /* still in the overflow queue: never reached the kernel; complete it from the loop */
+        return loom__op_cancel_queued(r, op);
+    }
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
+    if (!sqe) {
+        /* submit only (no GETEVENTS): completions must not run inline from here */
+        int rc = io_uring_submit(&r->uring->ring);
+        LOOM_STAT_INC(r, syscalls);
+        if (rc > 0) {
+            LOOM_STAT_ADD(r, sqes_submitted, (uint64_t)rc);
+            r->sqes_pending -= (uint32_t)rc < r->sqes_pending ? (uint32_t)rc : r->sqes_pending;
+        }
+        sqe = io_uring_get_sqe(&r->uring->ring);
+        LOOM_ASSERT(sqe != NULL);
+    }
+    io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
+    io_uring_sqe_set_data64(sqe, LOOM_UD_IGNORE);
+    r->sqes_pending++;
+    return 0;
+}
