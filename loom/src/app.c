@@ -184,6 +184,11 @@ static int resolve_cpus(const struct loom_config *config, unsigned cpus[LOOM_COR
         snprintf(error, error_size, "no CPU to run on");
         return -EINVAL;
     }
+    if (config->oversubscribe && config->smp > n && config->smp <= LOOM_CORES_MAX) {
+        for (unsigned i = n; i < config->smp; i++)
+            cpus[i] = cpus[i % n];
+        return (int)config->smp;
+    }
     if (config->smp > n) {
         snprintf(error, error_size, "--smp %u: only %u CPU%s available (%s)", config->smp, n,
                  n == 1 ? "" : "s", config->cpuset[0] ? config->cpuset : allowed_text);

@@ -32,6 +32,9 @@ struct loom_config {
     size_t stack_bytes[3];        /* the three stack size classes */
     unsigned ring_entries;        /* io_uring SQ entries per core */
     unsigned smp_ring_entries;    /* slots per cross-core ring (power of two) */
+    bool oversubscribe;           /* allow smp above the CPU count, pinning cores round-robin
+                                   * (for tests of many-core logic on small machines; there
+                                   * is no command-line option for it) */
 };
 
 LOOM_API void loom_config_init(struct loom_config *config);
