@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT
+ * benchlib.h - the output every benchmark program shares: the median of repeated runs, the one
+ * "bench:" line that scripts/bench.sh collects, and the JSON record under build/bench/.
+ *
+ * A benchmark measures its figure and, in the same run, a baseline doing the same work another
+ * way; ratio = value / baseline_value, so below 1 is better when the unit is a cost.
+ */
+#ifndef LOOM_BENCHLIB_H
+#define LOOM_BENCHLIB_H
+
+/* The median of values[0..n) (n >= 1; the mean of the middle two when n is even). Sorts
+ * `values` in place. */
+double bench_median_f64(double *values, int n);
+
+/* Prints the line
+ *     bench: NAME VALUE UNIT baseline=BASELINE ratio=RATIO
+ * on stdout (VALUE with 2 decimals, RATIO = value / baseline_value with 3) and writes
+ * build/bench/NAME.json, relative to the current directory, with the same fields plus `runs`.
+ * `name` is [a-z0-9_]+ (it names the file). `baseline` may be NULL for a figure without one:
+ * the line then ends after UNIT and the JSON has no baseline fields. Returns 0, or -errno when
+ * the JSON could not be written (the line is printed anyway). */
+int bench_report(const char *name, double value, const char *unit, const char *baseline,
+                 double baseline_value, const double *runs, int nruns);
+
+#endif
