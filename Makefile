@@ -36,6 +36,16 @@ MODE_CFLAGS_tsan := -O1 -fno-omit-frame-pointer -fsanitize=thread -DLOOM_DEBUG=1
 MODE_LDFLAGS_asan := -fsanitize=address,undefined
 MODE_LDFLAGS_tsan := -fsanitize=thread
 
+# V=1 shows the commands
+V ?= 0
+ifeq ($(V),0)
+Q := @
+say = printf '  %-6s %s\n' $(1) $(2);
+else
+Q :=
+say =
+endif
+
 CFLAGS ?=
 LDFLAGS ?=
 ALL_CFLAGS := $(BASE_CFLAGS) $(WARN) $(MODE_CFLAGS_$(MODE)) $(CFLAGS)
@@ -66,6 +76,7 @@ vpath %.c examples
 .PHONY: all lib tests benches examples test test-valgrind bench run format check-format \
         clean deps checkheaders
 .DEFAULT_GOAL := all
+.SECONDARY:
 
 all: lib tests benches examples checkheaders
 lib: $(LIBLOOM_A) $(LIBLOOM_SO)
@@ -82,34 +93,35 @@ $(DEPS_STAMP): scripts/deps.sh
 
 $(BUILD)/obj/%.c.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
 $(BUILD)/obj/%.S.o: %.S | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
+	$(Q)$(call say,AS,$<)$(CC) $(ALL_CFLAGS) $(LIB_CFLAGS) -c $< -o $@
 
 $(LIBLOOM_A): $(LOOM_OBJS)
 	@mkdir -p $(dir $@)
 	@rm -f $@
-	ar rcs $@ $^
+	$(Q)$(call say,AR,$@)ar rcs $@ $^
 
 $(LIBLOOM_SO): $(LOOM_OBJS)
-	$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
+	$(Q)$(call say,LD,$@)$(CC) -shared $(ALL_LDFLAGS) -o $@ $^ $(LIBS)
 
 # Tests and benchmarks link the static library so they can reach loom__ internals.
 $(BUILD)/test/%: %.c $(HARNESS_OBJS) $(LIBLOOM_A) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(HARNESS_OBJS) $(LIBLOOM_A) $(LIBS)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(HARNESS_OBJS) \
+	    $(LIBLOOM_A) $(LIBS)
 
 $(BUILD)/bench/%: %.c $(BENCHLIB_OBJS) $(LIBLOOM_A) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< $(BENCHLIB_OBJS) $(LIBLOOM_A) \
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< $(BENCHLIB_OBJS) $(LIBLOOM_A) \
 	    $(LIBS) $(BENCH_LIBS_$*)
 
 # Examples use only the public headers.
 $(BUILD)/examples/%: %.c $(LIBLOOM_A) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu17 -g -O2 -pthread -Wall -Wextra -Werror -Iloom/include \
+	$(Q)$(call say,CCLD,$@)$(CC) -std=gnu17 -g -O2 -pthread -Wall -Wextra -Werror -Iloom/include \
 	    $(MODE_CFLAGS_$(MODE)) $(ALL_LDFLAGS) -o $@ $< $(LIBLOOM_A) $(LIBS)
 
 # Every public header compiles on its own (Seastar's checkheaders).
@@ -123,11 +135,11 @@ $(BUILD)/checkheaders/%.ok: loom/include/loom/%.h
 
 $(BUILD)/obj/bench/%.c.o: bench/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -Ibench -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -Ibench -c $< -o $@
 
 $(BUILD)/obj/test/%.c.o: test/%.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ALL_CFLAGS) -c $< -o $@
+	$(Q)$(call say,CC,$<)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 BENCH_LIBS_nop_bench := -luring
 

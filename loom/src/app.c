@@ -356,9 +356,10 @@ static int start_threads(pthread_t *threads, unsigned *started)
         }
         (*started)++;
     }
-    /* wait until every reactor has registered its ring (or failed) */
+    /* wait until every reactor has registered its ring (or failed); core 0 registered
+     * before the threads started, so all cores = started + 1 */
     pthread_mutex_lock(&gate_lock);
-    while (gate_registered < *started)
+    while (gate_registered < *started + 1)
         pthread_cond_wait(&gate_cond, &gate_lock);
     pthread_mutex_unlock(&gate_lock);
     return atomic_load(&loom__rt.start_failed) ? -EIO : 0;

@@ -101,6 +101,7 @@ struct loom__stack {
  * the shared line only when its cached view says full/empty. */
 struct loom__spsc {
     alignas(LOOM_CACHELINE) _Atomic uint32_t tail; /* shared: published by the producer */
+    _Atomic int parked; /* shared: the producer has parked messages, wake it on space */
     alignas(LOOM_CACHELINE) _Atomic uint32_t head; /* shared: published by the consumer */
     alignas(LOOM_CACHELINE) uint32_t prod_tail;    /* producer: next slot to write */
     uint32_t prod_head_cache;                      /* producer: last head seen */
@@ -109,6 +110,7 @@ struct loom__spsc {
     alignas(LOOM_CACHELINE) uint32_t cons_head;    /* consumer: next slot to read */
     uint32_t cons_tail_cache;                      /* consumer: last tail seen */
     alignas(LOOM_CACHELINE) uint32_t mask;
+    uint16_t producer, consumer; /* core ids */
     struct loom_msg **slots;
 };
 
@@ -274,6 +276,7 @@ void loom__smp_drain(struct loom__reactor *r);             /* inbound + self mes
 void loom__smp_flush(struct loom__reactor *r);             /* publish outbound, wake */
 bool loom__smp_has_inbound(struct loom__reactor *r);
 bool loom__smp_has_outbound(struct loom__reactor *r);
+bool loom__smp_parked_can_move(struct loom__reactor *r); /* a full ring has room again */
 
 /* stall.c */
 int loom__stall_start(struct loom__runtime *rt);

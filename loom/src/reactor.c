@@ -305,13 +305,15 @@ static void idle(struct loom__reactor *r)
     if (next <= loom__clock_ns())
         return;
     if (spin(r, next)) {
-        loom__uring_enter(r, 0);
+        if (r->sqes_pending || loom__uring_has_work(r))
+            loom__uring_enter(r, 0);
         return;
     }
     /* Announce the sleep, then look once more: a core that published a message before
      * seeing `sleeping` is caught here; one that publishes after sees it and wakes us. */
     atomic_store_explicit(&r->sleeping, 1, memory_order_seq_cst);
     if (has_runnable(r) || loom__uring_has_work(r) || r->sqes_pending ||
+        (loom__smp_has_outbound(r) && loom__smp_parked_can_move(r)) ||
         (loom_stopping() && r->stop_deadline_ns == 0) ||
         (r->shutdown_head && loom_shutdown_requested())) {
         atomic_store_explicit(&r->sleeping, 0, memory_order_relaxed);

@@ -45,6 +45,8 @@ int loom__smp_init(struct loom__runtime *rt)
             }
             memset(q, 0, sizeof(*q));
             q->mask = entries - 1;
+            q->producer = (uint16_t)from;
+            q->consumer = (uint16_t)to;
             q->slots = slots;
             consumer->in[from] = q;
             rt->reactors[from]->out[to] = q;
@@ -55,12 +57,12 @@ int loom__smp_init(struct loom__runtime *rt)
 
 static void publish(struct loom__reactor *r, unsigned core, struct loom__spsc *q)
 {
-    atomic_store_explicit(&q->tail, q->prod_tail, memory_order_release);
+    /* seq_cst store then seq_cst load (x86: one xchg): pairs with the consumer's seq_cst
+     * store of `sleeping` before its last look at the rings, so one of us sees the other */
+    atomic_store_explicit(&q->tail, q->prod_tail, memory_order_seq_cst);
     q->dirty = false;
-    /* pairs with the consumer's seq_cst store of `sleeping` before its last check */
-    atomic_thread_fence(memory_order_seq_cst);
     struct loom__reactor *t = loom__rt.reactors[core];
-    if (atomic_load_explicit(&t->sleeping, memory_order_relaxed) &&
+    if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst) &&
         atomic_exchange_explicit(&t->sleeping, 0, memory_order_relaxed))
         loom__uring_wake(r, core);
 }
@@ -82,6 +84,8 @@ static bool ring_put(struct loom__spsc *q, struct loom_msg *msg)
 
 static void park(struct loom__spsc *q, struct loom_msg *msg)
 {
+    if (!q->park_head)
+        atomic_store_explicit(&q->parked, 1, memory_order_relaxed);
     msg->next = NULL;
     if (q->park_tail)
         q->park_tail->next = msg;
@@ -127,10 +131,30 @@ static bool unpark(struct loom__spsc *q)
         if (!ring_put(q, msg))
             return false;
         q->park_head = next;
-        if (!next)
+        if (!next) {
             q->park_tail = NULL;
+            atomic_store_explicit(&q->parked, 0, memory_order_relaxed);
+        }
     }
     return true;
+}
+
+bool loom__smp_parked_can_move(struct loom__reactor *r)
+{
+    for (unsigned w = 0; w < (loom__rt.cores + 63) / 64; w++) {
+        uint64_t bits = r->out_dirty[w];
+        while (bits) {
+            unsigned core = w * 64 + (unsigned)__builtin_ctzll(bits);
+            bits &= bits - 1;
+            struct loom__spsc *q = r->out[core];
+            if (q->dirty)
+                return true;
+            if (q->park_head &&
+                q->prod_tail - atomic_load_explicit(&q->head, memory_order_acquire) <= q->mask)
+                return true;
+        }
+    }
+    return false;
 }
 
 void loom__smp_flush(struct loom__reactor *r)
@@ -166,6 +190,16 @@ static void drain_self(struct loom__reactor *r)
     LOOM_STAT_ADD(r, msgs_received, n);
 }
 
+/* The producer parked messages and may sleep: it stored `sleeping` and then found no room;
+ * we stored the new head and then look at `sleeping` (both seq_cst, as for messages). */
+static void wake_parked_producer(struct loom__spsc *q)
+{
+    struct loom__reactor *p = loom__rt.reactors[q->producer];
+    if (atomic_load_explicit(&p->sleeping, memory_order_seq_cst) &&
+        atomic_exchange_explicit(&p->sleeping, 0, memory_order_relaxed))
+        loom__uring_wake(loom__self, q->producer);
+}
+
 static uint32_t drain_ring(struct loom__spsc *q)
 {
     uint32_t head = q->cons_head;
@@ -180,12 +214,14 @@ static uint32_t drain_ring(struct loom__spsc *q)
     uint32_t n = end - head;
     for (; head != end; head++) {
         struct loom_msg *msg = q->slots[head & q->mask];
-        if (head + 4 != end)
+        if (end - head > 4) /* only slots below the published tail are ours to read */
             __builtin_prefetch(q->slots[(head + 4) & q->mask]);
         msg->fn(msg);
     }
     q->cons_head = head;
-    atomic_store_explicit(&q->head, head, memory_order_release);
+    atomic_store_explicit(&q->head, head, memory_order_seq_cst);
+    if (atomic_load_explicit(&q->parked, memory_order_seq_cst))
+        wake_parked_producer(q);
     return n;
 }
 
