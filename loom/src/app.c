@@ -28,7 +28,7 @@
 
 int loom_parse_size(const char *text, size_t *bytes)
 {
-    if (!text || !*text)
+    if (!text || text[0] < '0' || text[0] > '9') /* no sign, no blanks */
         return -EINVAL;
     char *end = NULL;
     errno = 0;

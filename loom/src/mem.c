@@ -47,7 +47,10 @@ int loom__mem_reserve(struct loom__runtime *rt)
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
     void *base = MAP_FAILED;
     if (rt->config.hugepages) {
-        base = mmap(NULL, total, PROT_READ | PROT_WRITE, flags | MAP_HUGETLB, -1, 0);
+        /* without MAP_NORESERVE, so an empty huge page pool fails here (ENOMEM) instead of
+         * with SIGBUS at the first touch */
+        base = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                    (flags & ~MAP_NORESERVE) | MAP_HUGETLB, -1, 0);
         if (base == MAP_FAILED)
             loom__log("warning", "--hugepages: no hugetlbfs pages for %zu MiB (vm.nr_hugepages); "
                       "using transparent huge pages", total >> 20);

@@ -143,13 +143,20 @@ static void run_done(struct loom__reactor *r)
 void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
 {
     struct loom__reactor *r = loom__reactor();
-    uint16_t state = op->state;
-    memset(op, 0, sizeof(*op));
-    op->state = state;
     op->fn = fn;
     op->data = data;
+    op->res = 0;
+    op->cqe_flags = 0;
     op->opcode = 0; /* IORING_OP_NOP */
+    op->sqe_flags = 0;
+    op->ioprio = 0;
     op->fd = -1;
+    op->off = 0;
+    op->addr = 0;
+    op->len = 0;
+    op->op_flags = 0;
+    op->buf_index = 0;
+    op->addr3 = 0;
     loom__op_start(r, op);
 }
 
@@ -161,7 +168,8 @@ static void nop_done(struct loom_op *op)
 int loom_nop(void)
 {
     struct loom_baton baton;
-    struct loom_op op = {.state = LOOM_OP_IDLE};
+    struct loom_op op;
+    op.state = LOOM_OP_IDLE; /* loom_op_nop fills the rest */
     loom_baton_init(&baton);
     loom_op_nop(&op, nop_done, &baton);
     int rc = loom_baton_wait(&baton, LOOM_NO_DEADLINE);
@@ -348,7 +356,8 @@ void loom__reactor_run(struct loom__reactor *r)
         loom__smp_flush(r);
         if (r->overflow_head)
             flush_overflow(r);
-        if (has_runnable(r)) {
+        if (has_runnable(r) || r->overflow_head) {
+            /* ops still queued for the SQ: the enter below makes room, then go round again */
             if (r->sqes_pending || loom__uring_has_work(r))
                 loom__uring_enter(r, 0);
             continue;

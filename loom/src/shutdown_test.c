@@ -228,11 +228,6 @@ static int child_signal(int argc, char **argv)
     struct loom_config config;
     test_config(&config, 0);
     config.shutdown_grace_ns = 20 * LOOM_NS_PER_S;
-    /* TODO(core bug: a second signal calls loom_exit(), which still waits the whole grace
-     * period for a hung cleanup instead of exiting at once): a short grace keeps the
-     * "stubborn" case fast until that is fixed. */
-    if (strcmp(signal_mode, "stubborn") == 0)
-        config.shutdown_grace_ns = 2 * LOOM_NS_PER_S;
     if (argc > 3 && strcmp(argv[3], "twice") == 0)
         CHECK_EQ(loom_run(&config, trivial_main, NULL), 0);
     return loom_run(&config, signal_main, NULL);
@@ -329,17 +324,7 @@ static void test_signals(const char *self)
     int status = spawn_signalled(argv, out, sizeof(out), SIGTERM, SIGINT, &after);
     expect_exit(status, 128 + SIGINT, "second signal", out);
     CHECK_CONTAINS(out, "observed rc=0 requested=1 stopping=0");
-    /* TODO(core bug, see child_signal): once the second signal exits at once, require
-     * after < 1000 here instead of tolerating the 2 s grace. */
-    if (after >= 1000)
-        fprintf(stderr,
-                "KNOWN BUG: the second signal took %" PRId64 " ms to end the program "
-                "(it waits for the shutdown grace)\n",
-                after);
-    if (after >= 5000)
-        test_fail_(__FILE__, __LINE__,
-                   "the second signal took %" PRId64 " ms to end the program; output:\n%s", after,
-                   out);
+    CHECK_LT(after, 1000); /* at once, not after the 20 s shutdown grace */
 }
 
 /* ---- loom_run() more than once ------------------------------------------------------------- */

@@ -218,8 +218,14 @@ static void handle_signal(struct loom__reactor *r)
     VALGRIND_MAKE_MEM_DEFINED(&u->siginfo, sizeof(u->siginfo));
     int signo = (int)u->siginfo.ssi_signo;
     int seen = atomic_fetch_add(&loom__rt.signals_seen, 1);
-    if (seen > 0 || atomic_load(&loom__rt.shutdown_waiters) == 0) {
-        /* the second signal, or no fiber waits to see it: exit */
+    if (seen > 0) {
+        /* the second signal: the operator insists; do not wait for the shutdown grace */
+        loom__log("warning", "signal %d again: exiting now without an orderly shutdown",
+                  signo);
+        _exit(128 + signo);
+    }
+    if (atomic_load(&loom__rt.shutdown_waiters) == 0) {
+        /* no fiber waits to see it: shut down in order */
         loom__log("info", "signal %d: shutting down", signo);
         loom_exit(128 + signo);
         return;
