@@ -46,7 +46,7 @@ run_one() {
     case "$mode" in
     asan) envs=(LOOM_TEST_SCALE=10 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0:detect_stack_use_after_return=0
                UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1) ;;
-    tsan) envs=(LOOM_TEST_SCALE=10 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1) ;;
+    tsan) envs=(LOOM_TEST_SCALE=10 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:atexit_sleep_ms=0) ;;
     valgrind) envs=(LOOM_TEST_SCALE=2)
               cmd=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite
                    --track-origins=no "$bin")

@@ -447,11 +447,7 @@ int loom_sleep_until(int64_t deadline_ns)
 
 int loom_sleep(int64_t duration_ns)
 {
-    /* the precise clock: the cached one may be a whole task quota old, and the sleep must
-     * last at least duration_ns from now */
-    int64_t now = loom__clock_ns();
-    if (duration_ns < 0)
-        duration_ns = 0;
-    int64_t deadline = duration_ns >= LOOM_NO_DEADLINE - now ? LOOM_NO_DEADLINE : now + duration_ns;
-    return loom_sleep_until(deadline);
+    /* loom_deadline_in() counts from the precise clock: the sleep lasts at least
+     * duration_ns from now even late in a task quota */
+    return loom_sleep_until(loom_deadline_in(duration_ns < 0 ? 0 : duration_ns));
 }

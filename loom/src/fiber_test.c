@@ -97,9 +97,10 @@ static void test_recycling(void)
     struct loom_stats before, after;
     int64_t spawned = 0;
     size_t free_before = 0;
+    struct loom_fiber_attr small = {.name = "tiny", .stack = LOOM_STACK_SMALL};
     while (spawned < total) {
         for (int i = 0; i < 1000 && spawned < total; i++, spawned++)
-            CHECK_EQ(loom_spawn(NULL, tiny, NULL, NULL), 0);
+            CHECK_EQ(loom_spawn(NULL, tiny, NULL, &small), 0);
         while (finished < spawned)
             loom_yield();
         if (spawned == 1000) {

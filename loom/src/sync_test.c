@@ -34,16 +34,6 @@ static int join(struct loom_fiber *f)
     return result;
 }
 
-/* Sleeps `duration_ns` measured from the precise clock.
- * TODO(core bug: loom_sleep ignores its minimum): loom_sleep() counts from the loop's cached
- * time, so when a fiber has run longer than `duration_ns` since the loop last refreshed it
- * (easily under TSan) it returns at once without blocking, and a polling loop around it never
- * lets the loop run again. Use loom_sleep() here once it counts from loom_clock_ns(). */
-static void nap(int64_t duration_ns)
-{
-    loom_sleep_until(loom_clock_ns() + duration_ns);
-}
-
 static void yield_n(int n)
 {
     for (int i = 0; i < n; i++)
@@ -162,7 +152,7 @@ static int hold_until_released(void *arg)
     (void)arg;
     CHECK_EQ(loom_mutex_lock(&mx, NO), 0);
     while (!holder_release)
-        nap(1 * MS);
+        loom_sleep(1 * MS);
     loom_mutex_unlock(&mx);
     return 0;
 }
@@ -574,7 +564,7 @@ static int wg_done_count;
 
 static int wg_worker(void *arg)
 {
-    nap((int64_t)(intptr_t)arg * 100 * US);
+    loom_sleep((int64_t)(intptr_t)arg * 100 * US);
     wg_done_count++;
     loom_waitgroup_done(&wg);
     return 0;
@@ -620,9 +610,9 @@ static int future_setter(void *arg)
 {
     struct future_job *job = arg;
     while (job->gate && !atomic_load(job->gate))
-        nap(100 * US);
+        loom_sleep(100 * US);
     if (job->delay_ns > 0)
-        nap(job->delay_ns);
+        loom_sleep(job->delay_ns);
     job->set_core = loom_core_id();
     loom_future_set(job->future, job->value);
     return 0;

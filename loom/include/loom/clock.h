@@ -25,7 +25,8 @@ LOOM_API int64_t loom_clock_ns(void);
  * On a thread that is not a reactor it falls back to loom_clock_ns(). */
 LOOM_API int64_t loom_now_ns(void);
 
-/* loom_now_ns() + `duration_ns`, saturating at LOOM_NO_DEADLINE; a negative duration gives a
+/* loom_clock_ns() + `duration_ns` (the precise clock, so the duration counts from now even
+ * late in a task quota), saturating at LOOM_NO_DEADLINE; a negative duration gives a
  * deadline that has already passed. */
 LOOM_API int64_t loom_deadline_in(int64_t duration_ns);
 
