@@ -66,9 +66,48 @@ static int make_dir(const char *path)
     return -errno;
 }
 
+/* The baselines reported so far for the figure named last (one figure may be compared with
+ * several baselines: each call adds one, and the JSON file lists them all). */
+#define BASELINES_MAX 8
+static char last_name[64];
+static int baseline_count;
+static struct {
+    char name[64];
+    double value;
+} baselines[BASELINES_MAX];
+
+static void remember_baseline(const char *name, const char *baseline, double baseline_value)
+{
+    if (strcmp(name, last_name) != 0) {
+        snprintf(last_name, sizeof(last_name), "%s", name);
+        baseline_count = 0;
+    }
+    if (baseline == NULL || baseline_count == BASELINES_MAX)
+        return;
+    snprintf(baselines[baseline_count].name, sizeof(baselines[0].name), "%s", baseline);
+    baselines[baseline_count].value = baseline_value;
+    baseline_count++;
+}
+
+static void json_baselines(FILE *f, double value)
+{
+    fputs(",\"baselines\":[", f);
+    for (int i = 0; i < baseline_count; i++) {
+        fputs(i ? ",{\"baseline\":" : "{\"baseline\":", f);
+        json_string(f, baselines[i].name);
+        fprintf(f, ",\"baseline_value\":%.3f,\"ratio\":%.4f}", baselines[i].value,
+                value / baselines[i].value);
+    }
+    fputs("]", f);
+}
+
 static void json_write(FILE *f, const char *name, double value, const char *unit,
                        const char *baseline, double baseline_value, const double *runs, int nruns)
 {
+    if (baseline_count > 0) { /* the first baseline reported is the figure's main one */
+        baseline = baselines[0].name;
+        baseline_value = baselines[0].value;
+    }
     fputs("{\"name\":", f);
     json_string(f, name);
     fprintf(f, ",\"value\":%.3f,\"unit\":", value);
@@ -79,6 +118,8 @@ static void json_write(FILE *f, const char *name, double value, const char *unit
         fprintf(f, ",\"baseline_value\":%.3f,\"ratio\":%.4f", baseline_value,
                 value / baseline_value);
     }
+    if (baseline_count > 1)
+        json_baselines(f, value);
     fputs(",\"runs\":[", f);
     for (int i = 0; i < nruns; i++)
         fprintf(f, "%s%.3f", i ? "," : "", runs[i]);
@@ -98,6 +139,7 @@ int bench_report(const char *name, double value, const char *unit, const char *b
     else
         printf("bench: %s %.2f %s\n", name, value, unit);
     fflush(stdout);
+    remember_baseline(name, baseline, baseline_value);
 
     int rc = make_dir("build");
     if (rc == 0)
