@@ -92,8 +92,7 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int test_spawn(char *const argv[], char *const env[], char *out, size_t out_size,
-               int timeout_ms)
+int test_spawn(char *const argv[], char *const env[], char *out, size_t out_size, int timeout_ms)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) != 0)

@@ -25,18 +25,18 @@
 void test_fail_(const char *file, int line, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 3, 4)));
 
-#define CHECK(cond)                                                                            \
-    do {                                                                                       \
-        if (!(cond))                                                                           \
-            test_fail_(__FILE__, __LINE__, "CHECK(%s) failed", #cond);                         \
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            test_fail_(__FILE__, __LINE__, "CHECK(%s) failed", #cond);                             \
     } while (0)
 
-#define CHECK_OP_(a, op, b)                                                                    \
-    do {                                                                                       \
-        int64_t a_ = (int64_t)(a), b_ = (int64_t)(b);                                          \
-        if (!(a_ op b_))                                                                       \
-            test_fail_(__FILE__, __LINE__, "CHECK(%s %s %s) failed: %" PRId64 " vs %" PRId64,  \
-                       #a, #op, #b, a_, b_);                                                   \
+#define CHECK_OP_(a, op, b)                                                                        \
+    do {                                                                                           \
+        int64_t a_ = (int64_t)(a), b_ = (int64_t)(b);                                              \
+        if (!(a_ op b_))                                                                           \
+            test_fail_(__FILE__, __LINE__, "CHECK(%s %s %s) failed: %" PRId64 " vs %" PRId64, #a,  \
+                       #op, #b, a_, b_);                                                           \
     } while (0)
 
 #define CHECK_EQ(a, b) CHECK_OP_(a, ==, b)
@@ -46,20 +46,20 @@ void test_fail_(const char *file, int line, const char *fmt, ...)
 #define CHECK_GT(a, b) CHECK_OP_(a, >, b)
 #define CHECK_GE(a, b) CHECK_OP_(a, >=, b)
 
-#define CHECK_STREQ(a, b)                                                                      \
-    do {                                                                                       \
-        const char *a_ = (a), *b_ = (b);                                                       \
-        if (strcmp(a_, b_) != 0)                                                               \
-            test_fail_(__FILE__, __LINE__, "CHECK_STREQ(%s, %s) failed: \"%s\" vs \"%s\"", #a, \
-                       #b, a_, b_);                                                            \
+#define CHECK_STREQ(a, b)                                                                          \
+    do {                                                                                           \
+        const char *a_ = (a), *b_ = (b);                                                           \
+        if (strcmp(a_, b_) != 0)                                                                   \
+            test_fail_(__FILE__, __LINE__, "CHECK_STREQ(%s, %s) failed: \"%s\" vs \"%s\"", #a, #b, \
+                       a_, b_);                                                                    \
     } while (0)
 
-#define CHECK_CONTAINS(haystack, needle)                                                       \
-    do {                                                                                       \
-        const char *h_ = (haystack), *n_ = (needle);                                           \
-        if (strstr(h_, n_) == NULL)                                                            \
-            test_fail_(__FILE__, __LINE__, "CHECK_CONTAINS(%s, \"%s\") failed in:\n%s",        \
-                       #haystack, n_, h_);                                                     \
+#define CHECK_CONTAINS(haystack, needle)                                                           \
+    do {                                                                                           \
+        const char *h_ = (haystack), *n_ = (needle);                                               \
+        if (strstr(h_, n_) == NULL)                                                                \
+            test_fail_(__FILE__, __LINE__, "CHECK_CONTAINS(%s, \"%s\") failed in:\n%s", #haystack, \
+                       n_, h_);                                                                    \
     } while (0)
 
 /* Ends the test as skipped, printing why. */
@@ -85,8 +85,7 @@ int test_run(unsigned smp, loom_fiber_fn fn, void *arg);
  * together into `out` (NUL-terminated, cut at out_size - 1). Waits at most timeout_ms, killing
  * the child with SIGKILL after that. Returns the wait status, or -1 on a spawn error.
  * `env` may be NULL (inherit) or NAME=VALUE strings to add. */
-int test_spawn(char *const argv[], char *const env[], char *out, size_t out_size,
-               int timeout_ms);
+int test_spawn(char *const argv[], char *const env[], char *out, size_t out_size, int timeout_ms);
 
 /* The path of the running test binary's directory (for finding helper binaries). */
 const char *test_self_dir(void);

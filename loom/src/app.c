@@ -37,12 +37,30 @@ int loom_parse_size(const char *text, size_t *bytes)
         return -EINVAL;
     unsigned shift = 0;
     switch (*end) {
-    case '\0': break;
-    case 'k': case 'K': shift = 10; end++; break;
-    case 'm': case 'M': shift = 20; end++; break;
-    case 'g': case 'G': shift = 30; end++; break;
-    case 't': case 'T': shift = 40; end++; break;
-    default: return -EINVAL;
+    case '\0':
+        break;
+    case 'k':
+    case 'K':
+        shift = 10;
+        end++;
+        break;
+    case 'm':
+    case 'M':
+        shift = 20;
+        end++;
+        break;
+    case 'g':
+    case 'G':
+        shift = 30;
+        end++;
+        break;
+    case 't':
+    case 'T':
+        shift = 40;
+        end++;
+        break;
+    default:
+        return -EINVAL;
     }
     if (shift && (*end == 'i' || *end == 'I'))
         end++;
@@ -234,8 +252,8 @@ static void bind_core_memory(struct loom__reactor *r)
     hwloc_bitmap_only(set, (unsigned)r->numa_node);
     if (hwloc_set_area_membind(topology, r->arena_lo, (size_t)(r->arena_hi - r->arena_lo), set,
                                HWLOC_MEMBIND_BIND, HWLOC_MEMBIND_BYNODESET) != 0)
-        loom__log("warning", "binding core %u memory to NUMA node %d: %s", r->core,
-                  r->numa_node, strerror(errno));
+        loom__log("warning", "binding core %u memory to NUMA node %d: %s", r->core, r->numa_node,
+                  strerror(errno));
     hwloc_bitmap_free(set);
 }
 
@@ -605,13 +623,11 @@ static int build_longopts(const struct loom_app *app, struct option *longopts, s
     size_t n = 0;
     for (size_t i = 0; i < STANDARD_COUNT; i++)
         longopts[n++] = (struct option){standard_options[i].name,
-                                        standard_options[i].arg ? required_argument
-                                                                : no_argument,
+                                        standard_options[i].arg ? required_argument : no_argument,
                                         NULL, standard_options[i].id};
     for (size_t i = 0; i < app->option_count && n + 1 < max; i++)
         longopts[n++] = (struct option){app->options[i].name,
-                                        app->options[i].arg_name ? required_argument
-                                                                 : no_argument,
+                                        app->options[i].arg_name ? required_argument : no_argument,
                                         NULL, OPT_APP + (int)i};
     if (STANDARD_COUNT + app->option_count + 1 > max)
         return -EINVAL;

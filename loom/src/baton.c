@@ -26,7 +26,7 @@ void loom_baton_init(struct loom_baton *b)
     __atomic_store_n(&b->generation, 0, __ATOMIC_RELAXED);
     b->core = (uint16_t)r->core;
     b->state = BATON_IDLE;
-    b->timed_out = 0;
+    b->reserved = 0;
 }
 
 static void check_owner(const struct loom_baton *b, struct loom__reactor *r)
@@ -120,8 +120,7 @@ void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *b)
         b->state = BATON_POSTED;
         break;
     default:
-        LOOM_ASSERTF(false, "baton %p posted twice in one cycle (one post per wait)",
-                     (void *)b);
+        LOOM_ASSERTF(false, "baton %p posted twice in one cycle (one post per wait)", (void *)b);
     }
 }
 

@@ -120,8 +120,8 @@ static void expect_abort(const char *self, const char *what, const char *message
     char *argv[] = {(char *)self, "misuse", (char *)what, NULL};
     int status = test_spawn(argv, NULL, out, sizeof(out), 20000);
     if (!WIFSIGNALED(status) || WTERMSIG(status) != SIGABRT)
-        test_fail_(__FILE__, __LINE__, "misuse '%s' did not abort (status %d):\n%s", what,
-                   status, out);
+        test_fail_(__FILE__, __LINE__, "misuse '%s' did not abort (status %d):\n%s", what, status,
+                   out);
     CHECK_CONTAINS(out, "assertion failed");
     CHECK_CONTAINS(out, message);
 }

@@ -32,6 +32,7 @@
 #endif
 
 void loom__fiber_entry(struct loom_fiber *fiber) __attribute__((noreturn, used));
+static void ready_push(struct loom__reactor *r, struct loom_fiber *f);
 
 /* ---- sanitizer annotations around loom__ctx_switch ------------------------------------------ */
 
@@ -91,6 +92,7 @@ static bool stack_take(struct loom__reactor *r, struct loom_fiber *f)
     struct loom__stack *s = r->stack_free[cls];
     if (s) {
         r->stack_free[cls] = s->next;
+        r->stacks_free[cls]--;
     } else {
         char *guard = loom__arena_carve(r, page + size, page);
         if (!guard)
@@ -104,6 +106,7 @@ static bool stack_take(struct loom__reactor *r, struct loom_fiber *f)
     f->stack_lo = (char *)s;
     f->stack_size = size;
     f->has_stack = true;
+    r->stacks_in_use[cls]++;
     return true;
 }
 
@@ -117,8 +120,27 @@ static void stack_give(struct loom__reactor *r, struct loom_fiber *f)
 #endif
     s->next = r->stack_free[f->stack_class];
     r->stack_free[f->stack_class] = s;
+    r->stacks_free[f->stack_class]++;
+    LOOM_ASSERT(r->stacks_in_use[f->stack_class] > 0);
+    r->stacks_in_use[f->stack_class]--;
+    /* a new fiber waiting for a stack of this class may run now */
+    struct loom_fiber *waiting = r->stack_wait[f->stack_class];
+    if (waiting) {
+        r->stack_wait[f->stack_class] = waiting->next;
+        if (!waiting->next)
+            r->stack_wait_tail[f->stack_class] = NULL;
+        ready_push(r, waiting);
+    }
     f->has_stack = false;
     f->stack_lo = NULL;
+}
+
+/* True when a stack of class `cls` can be had now (free, or carvable from the budget). */
+static bool stack_available(struct loom__reactor *r, unsigned cls)
+{
+    size_t each = loom__rt.config.stack_bytes[cls] + loom__rt.page_bytes;
+    return r->stack_free[cls] != NULL ||
+           (size_t)(r->arena_hi - r->arena_next) >= each + loom__rt.page_bytes;
 }
 
 /* Lays out a new stack so that the first switch "returns" into loom__ctx_entry with the
@@ -186,6 +208,8 @@ int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
     LOOM_ASSERT(fn != NULL);
     bool joinable = attr && attr->joinable;
     LOOM_ASSERTF(!joinable || out != NULL, "a joinable fiber needs `out`");
+    unsigned cls = attr ? (unsigned)attr->stack : LOOM_STACK_MEDIUM;
+    LOOM_ASSERTF(cls < LOOM_STACK_CLASSES, "bad stack class %u", cls);
     struct loom_fiber *f = fiber_take(r);
     if (!f)
         return -ENOMEM;
@@ -194,8 +218,7 @@ int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
     f->arg = arg;
     f->core = (uint16_t)r->core;
     f->joinable = joinable;
-    f->stack_class = attr ? (uint8_t)attr->stack : LOOM_STACK_MEDIUM;
-    LOOM_ASSERT(f->stack_class < LOOM_STACK_CLASSES);
+    f->stack_class = (uint8_t)cls;
     set_name(f, attr && attr->name ? attr->name : "fiber");
     f->state = LOOM_FIBER_NEW;
     ready_push(r, f);
@@ -222,12 +245,11 @@ int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loo
 static void prepare_run(struct loom__reactor *r, struct loom_fiber *f)
 {
     if (f->state == LOOM_FIBER_NEW) {
-        if (!stack_take(r, f)) {
-            loom__log("fatal", "core %u: memory budget exhausted: no %zu KiB stack for fiber "
-                      "'%s' (raise --memory)", r->core,
-                      loom__rt.config.stack_bytes[f->stack_class] >> 10, f->name);
-            abort();
-        }
+        /* promised at spawn, so the budget has room for it */
+        LOOM_ASSERTF(stack_take(r, f),
+                     "core %u: no %zu KiB stack for fiber '%s' despite its "
+                     "promise",
+                     r->core, loom__rt.config.stack_bytes[f->stack_class] >> 10, f->name);
         stack_prepare(f);
 #ifdef LOOM_TSAN
         f->tsan_fiber = __tsan_create_fiber(0);
@@ -260,6 +282,24 @@ static void reap_exited(struct loom__reactor *r)
         fiber_give(r, f);
 }
 
+static void stack_wait(struct loom__reactor *r, struct loom_fiber *f)
+{
+    unsigned cls = f->stack_class;
+    if (r->stacks_in_use[cls] == 0)
+        loom__log("error",
+                  "fiber '%s' waits for a %zu KiB stack, but the budget has none "
+                  "and no fiber holds one to give back (raise --memory)",
+                  f->name, loom__rt.config.stack_bytes[cls] >> 10);
+    /* keep spawn order among the waiters */
+    f->next = NULL;
+    if (r->stack_wait_tail[cls])
+        r->stack_wait_tail[cls]->next = f;
+    else
+        r->stack_wait[cls] = f;
+    r->stack_wait_tail[cls] = f;
+    LOOM_STAT_INC(r, stack_waits);
+}
+
 /* The next fiber of the current pass, or NULL when the pass is over. */
 static struct loom_fiber *next_in_pass(struct loom__reactor *r)
 {
@@ -270,8 +310,18 @@ static struct loom_fiber *next_in_pass(struct loom__reactor *r)
         r->pass_left = 0;
         return NULL;
     }
-    r->pass_left--;
-    return ready_pop(r);
+    for (;;) {
+        if (r->ready_head == NULL)
+            return NULL;
+        struct loom_fiber *f = ready_pop(r);
+        if (f->state != LOOM_FIBER_NEW || stack_available(r, f->stack_class)) {
+            r->pass_left--;
+            return f;
+        }
+        /* the stack budget is used up: wait until a fiber of this class returns its stack
+         * (back-pressure on bursts of spawns instead of failing them) */
+        stack_wait(r, f);
+    }
 }
 
 void loom__fiber_run_ready(struct loom__reactor *r)

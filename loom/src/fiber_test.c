@@ -144,8 +144,8 @@ static int overflow_main(void *arg)
 {
     (void)arg;
     struct loom_fiber *f;
-    struct loom_fiber_attr attr = {.name = "deep-recursion", .stack = LOOM_STACK_SMALL,
-                                   .joinable = true};
+    struct loom_fiber_attr attr = {
+        .name = "deep-recursion", .stack = LOOM_STACK_SMALL, .joinable = true};
     CHECK_EQ(loom_spawn(&f, overflow_fiber, NULL, &attr), 0);
     loom_fiber_join(f, LOOM_NO_DEADLINE, NULL);
     return 0;

@@ -19,23 +19,23 @@
 #include "loom/loom.h"
 #include "wheel.h"
 
-#define LOOM_LIKELY(x) __builtin_expect(!!(x), 1)
-#define LOOM_UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define LOOM_CACHELINE 64
+#define LOOM_LIKELY(x)                       __builtin_expect(!!(x), 1)
+#define LOOM_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
+#define LOOM_CACHELINE                       64
 #define LOOM_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Assertions stay on in every build: they guard invariants whose violation corrupts memory. */
 void loom__assert_fail(const char *file, int line, const char *expr, const char *fmt, ...)
     __attribute__((noreturn, format(printf, 4, 5)));
-#define LOOM_ASSERT(cond)                                                                      \
-    do {                                                                                       \
-        if (LOOM_UNLIKELY(!(cond)))                                                            \
-            loom__assert_fail(__FILE__, __LINE__, #cond, NULL);                                \
+#define LOOM_ASSERT(cond)                                                                          \
+    do {                                                                                           \
+        if (LOOM_UNLIKELY(!(cond)))                                                                \
+            loom__assert_fail(__FILE__, __LINE__, #cond, NULL);                                    \
     } while (0)
-#define LOOM_ASSERTF(cond, ...)                                                                \
-    do {                                                                                       \
-        if (LOOM_UNLIKELY(!(cond)))                                                            \
-            loom__assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                         \
+#define LOOM_ASSERTF(cond, ...)                                                                    \
+    do {                                                                                           \
+        if (LOOM_UNLIKELY(!(cond)))                                                                \
+            loom__assert_fail(__FILE__, __LINE__, #cond, __VA_ARGS__);                             \
     } while (0)
 
 #ifdef LOOM_DEBUG
@@ -60,8 +60,8 @@ void loom__ctx_entry(void);
 
 enum loom__fiber_state {
     LOOM_FIBER_FREE = 0,
-    LOOM_FIBER_NEW,     /* spawned, never run: no stack yet */
-    LOOM_FIBER_READY,   /* in the ready queue */
+    LOOM_FIBER_NEW,   /* spawned, never run: no stack yet */
+    LOOM_FIBER_READY, /* in the ready queue */
     LOOM_FIBER_RUNNING,
     LOOM_FIBER_WAITING, /* in a baton wait */
     LOOM_FIBER_DONE,    /* returned; joinable record waits for its joiner */
@@ -74,7 +74,7 @@ struct loom_fiber {
     struct loom_fiber *next; /* ready queue or free list */
     loom_fiber_fn fn;
     void *arg;
-    char *stack_lo;    /* lowest usable byte (the guard page is just below) */
+    char *stack_lo; /* lowest usable byte (the guard page is just below) */
     size_t stack_size;
     struct loom_baton *join_baton; /* the joiner's baton while it waits */
     struct loom__call *call;       /* set while running an invoke_on call */
@@ -116,7 +116,7 @@ struct loom__spsc {
 
 /* ---- the reactor --------------------------------------------------------------------------- */
 
-struct loom__uring; /* uring.c */
+struct loom__uring;         /* uring.c */
 struct loom__shutdown_wait; /* reactor.c */
 
 struct loom__slab_class {
@@ -124,7 +124,7 @@ struct loom__slab_class {
     uint64_t in_use;
 };
 #define LOOM_SLAB_CLASSES 13 /* 16 B .. 64 KiB */
-#define LOOM_SLAB_SPAN (64u * 1024u)
+#define LOOM_SLAB_SPAN    (64u * 1024u)
 
 struct loom__reactor {
     unsigned core;
@@ -133,19 +133,23 @@ struct loom__reactor {
     pthread_t thread;
     pid_t tid;
 
-    struct loom_fiber *current;   /* the running fiber, NULL in the loop */
-    struct loom__ctx loop_ctx;    /* the loop's context while a fiber runs */
-    void *loop_stack_lo;          /* the thread stack (for ASan switch annotations) */
+    struct loom_fiber *current; /* the running fiber, NULL in the loop */
+    struct loom__ctx loop_ctx;  /* the loop's context while a fiber runs */
+    void *loop_stack_lo;        /* the thread stack (for ASan switch annotations) */
     size_t loop_stack_size;
     void *loop_tsan_fiber;
     void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
     uint64_t ready_count;
-    uint64_t pass_left;   /* fibers the current run pass may still switch to */
-    uint64_t pass_ran;    /* switches in this pass (the quota is checked every 16) */
-    int64_t pass_end_ns;  /* the task quota's end for this pass */
+    uint64_t pass_left;  /* fibers the current run pass may still switch to */
+    uint64_t pass_ran;   /* switches in this pass (the quota is checked every 16) */
+    int64_t pass_end_ns; /* the task quota's end for this pass */
     struct loom_fiber *fiber_free;
     struct loom__stack *stack_free[LOOM_STACK_CLASSES];
+    uint64_t stacks_free[LOOM_STACK_CLASSES];          /* entries in stack_free */
+    uint64_t stacks_in_use[LOOM_STACK_CLASSES];        /* held by fibers */
+    struct loom_fiber *stack_wait[LOOM_STACK_CLASSES]; /* new fibers waiting for a stack */
+    struct loom_fiber *stack_wait_tail[LOOM_STACK_CLASSES];
     struct loom_fiber *exited; /* fiber whose stack the loop must recycle */
     uint64_t fibers_live;
 
@@ -167,28 +171,28 @@ struct loom__reactor {
     /* cross-core: in[i] is the ring from core i, out[i] the ring to core i */
     struct loom__spsc *in[LOOM_CORES_MAX];
     struct loom__spsc *out[LOOM_CORES_MAX];
-    struct loom_msg *self_head, *self_tail; /* messages to this core itself */
-    uint64_t out_dirty[LOOM_CORES_MAX / 64]; /* bitmap of out rings with unpublished writes */
+    struct loom_msg *self_head, *self_tail;     /* messages to this core itself */
+    uint64_t out_dirty[LOOM_CORES_MAX / 64];    /* bitmap of out rings with unpublished writes */
     uint64_t wake_pending[LOOM_CORES_MAX / 64]; /* cores to wake at the next submit */
-    int wake_fd;                              /* eventfd (fallback wake-up) */
+    int wake_fd;                                /* eventfd (fallback wake-up) */
 
     /* shutdown */
-    bool stopped; /* the loop has left */
+    bool stopped;                              /* the loop has left */
     struct loom__shutdown_wait *shutdown_head; /* fibers in loom_wait_shutdown() */
     int64_t stop_deadline_ns;                  /* end of the shutdown grace, 0 = running */
 
     /* shared */
-    alignas(LOOM_CACHELINE) _Atomic int sleeping; /* set while (about to be) asleep */
+    alignas(LOOM_CACHELINE) _Atomic int sleeping;            /* set while (about to be) asleep */
     alignas(LOOM_CACHELINE) _Atomic uint64_t stall_switches; /* switches into fibers */
-    _Atomic(const char *) stall_fiber_name;  /* name of the running fiber, NULL in the loop */
-    uint64_t stall_seen_switches;             /* watchdog's last sample */
+    _Atomic(const char *) stall_fiber_name; /* name of the running fiber, NULL in the loop */
+    uint64_t stall_seen_switches;           /* watchdog's last sample */
     int64_t stall_seen_ns;
     bool stall_reported;
     alignas(LOOM_CACHELINE) struct loom_stats stats;
 };
 
 /* Bumps a counter; other threads read counters with relaxed atomic loads. */
-#define LOOM_STAT_ADD(r, field, n)                                                             \
+#define LOOM_STAT_ADD(r, field, n)                                                                 \
     __atomic_store_n(&(r)->stats.field, (r)->stats.field + (n), __ATOMIC_RELAXED)
 #define LOOM_STAT_INC(r, field) LOOM_STAT_ADD(r, field, 1)
 
@@ -208,7 +212,7 @@ struct loom__runtime {
     _Atomic int shutdown_requested;
     _Atomic int signals_seen;
     _Atomic unsigned shutdown_waiters; /* fibers in loom_wait_shutdown(), all cores */
-    _Atomic unsigned registered; /* reactors registered during start-up */
+    _Atomic unsigned registered;       /* reactors registered during start-up */
     _Atomic int start_failed;
     int signal_fd;
 };
@@ -227,17 +231,17 @@ static inline struct loom__reactor *loom__reactor(void)
 /* ---- module interfaces --------------------------------------------------------------------- */
 
 /* mem.c */
-int loom__mem_reserve(struct loom__runtime *rt);          /* all budgets, before threads */
-int loom__mem_core_init(struct loom__reactor *r);         /* on the core's thread: bind, lock */
+int loom__mem_reserve(struct loom__runtime *rt);  /* all budgets, before threads */
+int loom__mem_core_init(struct loom__reactor *r); /* on the core's thread: bind, lock */
 void loom__mem_release(struct loom__runtime *rt);
 void *loom__arena_carve(struct loom__reactor *r, size_t bytes, size_t align); /* NULL: full */
 
 /* fiber.c */
-void loom__fiber_run_ready(struct loom__reactor *r);      /* runs ready fibers up to quota */
+void loom__fiber_run_ready(struct loom__reactor *r); /* runs ready fibers up to quota */
 void loom__fiber_ready(struct loom__reactor *r, struct loom_fiber *fiber); /* enqueue */
-void loom__fiber_block(struct loom__reactor *r);          /* current fiber waits */
-int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call,
-                           loom_fiber_fn fn, void *arg);
+void loom__fiber_block(struct loom__reactor *r);                           /* current fiber waits */
+int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loom_fiber_fn fn,
+                           void *arg);
 void loom__fiber_core_init(struct loom__reactor *r);
 void loom__fiber_core_deinit(struct loom__reactor *r);
 bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_fiber **fiber);
@@ -268,16 +272,16 @@ int loom__op_cancel_queued(struct loom__reactor *r, struct loom_op *op);
 void loom__wake_any_thread(struct loom__reactor *target);
 enum { LOOM_OP_IDLE = 0, LOOM_OP_QUEUED = 1, LOOM_OP_SUBMITTED = 2 };
 /* Special user_data values for internal CQEs (ops are pointers, never this small). */
-#define LOOM_UD_WAKE 1u
+#define LOOM_UD_WAKE    1u
 #define LOOM_UD_EVENTFD 2u
-#define LOOM_UD_SIGNAL 3u
-#define LOOM_UD_IGNORE 4u
-#define LOOM_UD_MAX 4096u
+#define LOOM_UD_SIGNAL  3u
+#define LOOM_UD_IGNORE  4u
+#define LOOM_UD_MAX     4096u
 
 /* smp.c */
-int loom__smp_init(struct loom__runtime *rt);              /* rings, after all registered */
-void loom__smp_drain(struct loom__reactor *r);             /* inbound + self messages */
-void loom__smp_flush(struct loom__reactor *r);             /* publish outbound, wake */
+int loom__smp_init(struct loom__runtime *rt);  /* rings, after all registered */
+void loom__smp_drain(struct loom__reactor *r); /* inbound + self messages */
+void loom__smp_flush(struct loom__reactor *r); /* publish outbound, wake */
 bool loom__smp_has_inbound(struct loom__reactor *r);
 bool loom__smp_has_outbound(struct loom__reactor *r);
 bool loom__smp_parked_can_move(struct loom__reactor *r); /* a full ring has room again */

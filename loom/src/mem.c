@@ -17,10 +17,10 @@
 
 #if defined(__SANITIZE_ADDRESS__)
 #include <sanitizer/asan_interface.h>
-#define POISON(p, n) ASAN_POISON_MEMORY_REGION(p, n)
+#define POISON(p, n)   ASAN_POISON_MEMORY_REGION(p, n)
 #define UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION(p, n)
 #else
-#define POISON(p, n) ((void)(p), (void)(n))
+#define POISON(p, n)   ((void)(p), (void)(n))
 #define UNPOISON(p, n) ((void)(p), (void)(n))
 #endif
 
@@ -49,11 +49,13 @@ int loom__mem_reserve(struct loom__runtime *rt)
     if (rt->config.hugepages) {
         /* without MAP_NORESERVE, so an empty huge page pool fails here (ENOMEM) instead of
          * with SIGBUS at the first touch */
-        base = mmap(NULL, total, PROT_READ | PROT_WRITE,
-                    (flags & ~MAP_NORESERVE) | MAP_HUGETLB, -1, 0);
+        base = mmap(NULL, total, PROT_READ | PROT_WRITE, (flags & ~MAP_NORESERVE) | MAP_HUGETLB, -1,
+                    0);
         if (base == MAP_FAILED)
-            loom__log("warning", "--hugepages: no hugetlbfs pages for %zu MiB (vm.nr_hugepages); "
-                      "using transparent huge pages", total >> 20);
+            loom__log("warning",
+                      "--hugepages: no hugetlbfs pages for %zu MiB (vm.nr_hugepages); "
+                      "using transparent huge pages",
+                      total >> 20);
     }
     if (base == MAP_FAILED) {
         base = mmap(NULL, total + ((size_t)2 << 20), PROT_READ | PROT_WRITE, flags, -1, 0);
@@ -97,8 +99,10 @@ int loom__mem_core_init(struct loom__reactor *r)
     r->arena_next = r->arena_lo;
     if (rt->config.lock_memory && mlock(r->arena_lo, rt->core_bytes) != 0) {
         int err = errno;
-        loom__log("error", "--lock-memory: mlock of %zu MiB failed: %s (raise RLIMIT_MEMLOCK, "
-                  "ulimit -l, or run with CAP_IPC_LOCK)", rt->core_bytes >> 20, strerror(err));
+        loom__log("error",
+                  "--lock-memory: mlock of %zu MiB failed: %s (raise RLIMIT_MEMLOCK, "
+                  "ulimit -l, or run with CAP_IPC_LOCK)",
+                  rt->core_bytes >> 20, strerror(err));
         return -err;
     }
     POISON(r->arena_lo, rt->core_bytes);

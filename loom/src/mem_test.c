@@ -102,7 +102,7 @@ static void test_slab(void)
     CHECK(loom_alloc(100) == a);
     loom_free(a);
     CHECK_EQ(loom_mem_owner(&n), (int)loom_core_id()); /* fiber stacks are in the budget */
-    CHECK_EQ(loom_mem_owner(foreign), -1);               /* a global is not */
+    CHECK_EQ(loom_mem_owner(foreign), -1);             /* a global is not */
     loom_free(NULL);
 }
 
@@ -134,8 +134,7 @@ static void test_foreign_free(void)
 {
     CHECK_EQ(loom_invoke_on(1, alloc_on_core1, (void *)(uintptr_t)200, LOOM_NO_DEADLINE), 0);
     uint64_t allocs_before = 0, allocs_after = 0;
-    int free_mib = loom_invoke_on(1, core1_heap_allocs_and_free, &allocs_before,
-                                  LOOM_NO_DEADLINE);
+    int free_mib = loom_invoke_on(1, core1_heap_allocs_and_free, &allocs_before, LOOM_NO_DEADLINE);
     for (int i = 0; i < FOREIGN; i++)
         loom_free(foreign[i]); /* core 0 frees core 1's memory: it goes home */
     loom_sleep(5 * LOOM_NS_PER_MS);
@@ -243,7 +242,36 @@ static int main_fiber(void *arg)
 
 /* ---- a small budget runs out cleanly -------------------------------------------------------- */
 
+static int runs;
+
+static int count_run(void *arg)
+{
+    (void)arg;
+    loom_yield(); /* hold the stack across a turn, so the burst needs many at once */
+    runs++;
+    return 0;
+}
+
 static int exhaust(void *arg)
+{
+    (void)arg;
+    /* first the stacks (slab spans carved below never return to the arena): a burst of
+     * spawns larger than the budget's stacks is throttled, not failed: the fibers that find
+     * no stack wait for one to come back, and every one of them runs */
+    struct loom_fiber_attr large = {.name = "large", .stack = LOOM_STACK_LARGE};
+    int spawned = 200; /* 200 x 256 KiB (more under ASan) is far more than 16 MiB */
+    for (int i = 0; i < spawned; i++)
+        CHECK_EQ(loom_spawn(NULL, count_run, NULL, &large), 0);
+    while (runs < spawned)
+        loom_yield();
+    CHECK_EQ(runs, spawned);
+    struct loom_stats stats;
+    CHECK_EQ(loom_stats_get(0, &stats), 0);
+    CHECK_GT(stats.stack_waits, 0);
+    return 0;
+}
+
+static int exhaust_slab(void *arg)
 {
     (void)arg;
     size_t taken = 0;
@@ -267,6 +295,7 @@ static int exhaust(void *arg)
     void *p = loom_alloc(LOOM_ALLOC_MAX);
     CHECK(p != NULL);
     loom_free(p);
+
     return 0;
 }
 
@@ -277,5 +306,6 @@ int main(void)
     test_config(&config, 1);
     config.memory_bytes = 16u << 20;
     CHECK_EQ(loom_run(&config, exhaust, NULL), 0);
+    CHECK_EQ(loom_run(&config, exhaust_slab, NULL), 0);
     return 0;
 }

@@ -256,7 +256,8 @@ static bool check_stop(struct loom__reactor *r)
     if (r->fibers_live == 0 && r->ops_in_flight == 0)
         return true;
     if (r->now_ns >= r->stop_deadline_ns) {
-        loom__log("warning", "shutdown grace of %" PRId64 " ms passed with %" PRIu64
+        loom__log("warning",
+                  "shutdown grace of %" PRId64 " ms passed with %" PRIu64
                   " fiber(s) and %u op(s) still running",
                   (int64_t)(loom__rt.config.shutdown_grace_ns / LOOM_NS_PER_MS), r->fibers_live,
                   r->ops_in_flight);

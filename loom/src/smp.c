@@ -16,8 +16,8 @@
 
 #include "internal.h"
 
-#define PUBLISH_BATCH 64 /* publish early when this many writes are pending */
-#define DRAIN_BATCH 1024 /* messages taken from one ring per drain, to bound a loop iteration */
+#define PUBLISH_BATCH 64   /* publish early when this many writes are pending */
+#define DRAIN_BATCH   1024 /* messages taken from one ring per drain, to bound a loop iteration */
 
 static void mark_dirty(struct loom__reactor *r, unsigned core)
 {
@@ -97,8 +97,7 @@ static void park(struct loom__spsc *q, struct loom_msg *msg)
 void loom_msg_send(unsigned core, struct loom_msg *msg, loom_msg_fn fn)
 {
     struct loom__reactor *r = loom__reactor();
-    LOOM_ASSERTF(core < loom__rt.cores, "loom_msg_send to core %u of %u", core,
-                 loom__rt.cores);
+    LOOM_ASSERTF(core < loom__rt.cores, "loom_msg_send to core %u of %u", core, loom__rt.cores);
     LOOM_ASSERT(fn != NULL);
     msg->fn = fn;
     msg->next = NULL;
@@ -272,8 +271,8 @@ struct loom__call {
     int result;
     uint16_t caller_core;
     uint16_t target_core;
-    bool started;   /* target: fn has begun */
-    bool cancelled; /* target: the cancel arrived */
+    bool started;     /* target: fn has begun */
+    bool cancelled;   /* target: the cancel arrived */
     uint8_t awaiting; /* caller: messages still to come back */
     struct loom_baton baton;
 };
@@ -418,8 +417,10 @@ static void submitted_arrived(struct loom_msg *msg)
     struct submitted *s = LOOM_CONTAINER_OF(msg, struct submitted, msg);
     struct loom_fiber_attr attr = {.name = "submit_to", .stack = LOOM_STACK_MEDIUM};
     int rc = loom_spawn(NULL, submitted_fiber, s, &attr);
-    LOOM_ASSERTF(rc == 0, "core %u: memory budget exhausted: cannot run a loom_submit_to() call "
-                 "(raise --memory)", loom__self->core);
+    LOOM_ASSERTF(rc == 0,
+                 "core %u: memory budget exhausted: cannot run a loom_submit_to() call "
+                 "(raise --memory)",
+                 loom__self->core);
 }
 
 int loom_submit_to(unsigned core, loom_call_fn fn, void *arg)

@@ -20,9 +20,9 @@ struct seq_msg {
     uint32_t seq;
 };
 
-static int64_t per_pair;                      /* messages each core sends to each other core */
-static struct seq_msg *nodes[CORES][CORES];   /* [source][target] */
-static uint32_t expected[CORES][CORES];       /* [target][source], written by target only */
+static int64_t per_pair;                    /* messages each core sends to each other core */
+static struct seq_msg *nodes[CORES][CORES]; /* [source][target] */
+static uint32_t expected[CORES][CORES];     /* [target][source], written by target only */
 static _Atomic int64_t received_total;
 static _Atomic int order_errors;
 

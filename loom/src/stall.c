@@ -18,7 +18,7 @@
 
 #include "internal.h"
 
-#define STALL_SIGNAL (SIGRTMIN + 3)
+#define STALL_SIGNAL   (SIGRTMIN + 3)
 #define ALTSTACK_BYTES (64 * 1024)
 
 static pthread_t watchdog;
@@ -42,8 +42,8 @@ static void stall_handler(int signo, siginfo_t *info, void *context)
                          r->core, name ? name : "(loop)",
                          (int64_t)(loom__rt.config.stall_ns / LOOM_NS_PER_MS));
         if (n > 0) {
-            ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n
-                                                                              : sizeof(line) - 1);
+            ssize_t w =
+                write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
             (void)w;
         }
         void *frames[32];
@@ -65,8 +65,8 @@ static void segv_handler(int signo, siginfo_t *info, void *context)
                          "(guard page hit at %p); spawn it with a larger stack class\n",
                          r->core, f->name, f->stack_size >> 10, info->si_addr);
         if (n > 0) {
-            ssize_t w = write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n
-                                                                              : sizeof(line) - 1);
+            ssize_t w =
+                write(STDERR_FILENO, line, (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
             (void)w;
         }
         signal(SIGSEGV, SIG_DFL);

@@ -94,9 +94,9 @@ static int arm_here(void *arg)
     struct loom_timer t[8];
     for (int i = 0; i < 8; i++) {
         loom_timer_init(&t[i]);
-        CHECK_EQ(loom_timer_start(&t[i], loom_deadline_in((i + 1) * LOOM_NS_PER_MS), note_core,
-                                  NULL),
-                 0);
+        CHECK_EQ(
+            loom_timer_start(&t[i], loom_deadline_in((i + 1) * LOOM_NS_PER_MS), note_core, NULL),
+            0);
     }
     loom_sleep(15 * LOOM_NS_PER_MS); /* the timers live on this stack: outlive them */
     return 0;

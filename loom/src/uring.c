@@ -82,12 +82,16 @@ static void explain_setup_error(int err)
                 disabled = -1;
             fclose(f);
         }
-        loom__log("error", "io_uring_setup: %s: io_uring is not permitted here "
+        loom__log("error",
+                  "io_uring_setup: %s: io_uring is not permitted here "
                   "(sysctl kernel.io_uring_disabled = %d; a seccomp filter, e.g. a container's "
-                  "default profile, can also block it)", strerror(-err), disabled);
+                  "default profile, can also block it)",
+                  strerror(-err), disabled);
     } else if (err == -ENOMEM) {
-        loom__log("error", "io_uring_setup: %s: not enough lockable memory for the ring "
-                  "(RLIMIT_MEMLOCK, ulimit -l)", strerror(-err));
+        loom__log("error",
+                  "io_uring_setup: %s: not enough lockable memory for the ring "
+                  "(RLIMIT_MEMLOCK, ulimit -l)",
+                  strerror(-err));
     } else if (err == -ENOSYS) {
         loom__log("error", "io_uring_setup: %s: this kernel has no io_uring (loom needs 6.1+)",
                   strerror(-err));
@@ -228,8 +232,7 @@ static void handle_signal(struct loom__reactor *r)
     int seen = atomic_fetch_add(&loom__rt.signals_seen, 1);
     if (seen > 0) {
         /* the second signal: the operator insists; do not wait for the shutdown grace */
-        loom__log("warning", "signal %d again: exiting now without an orderly shutdown",
-                  signo);
+        loom__log("warning", "signal %d again: exiting now without an orderly shutdown", signo);
         _exit(128 + signo);
     }
     if (atomic_load(&loom__rt.shutdown_waiters) == 0) {
@@ -321,8 +324,7 @@ int loom__uring_enter(struct loom__reactor *r, int64_t timeout_ns)
         struct io_uring_cqe *cqe = NULL;
         struct __kernel_timespec ts = {.tv_sec = timeout_ns / LOOM_NS_PER_S,
                                        .tv_nsec = timeout_ns % LOOM_NS_PER_S};
-        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ns > 0 ? &ts : NULL,
-                                              NULL);
+        rc = io_uring_submit_and_wait_timeout(&u->ring, &cqe, 1, timeout_ns > 0 ? &ts : NULL, NULL);
     }
     LOOM_STAT_INC(r, syscalls);
     if (rc < 0 && rc != -ETIME && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY)
@@ -370,8 +372,7 @@ int loom__uring_probe_report(char *buffer, size_t size)
     return snprintf(buffer, size,
                     "single_issuer=%d defer_taskrun=%d registered_ring_fd=%d msg_ring=%d",
                     !!(u->setup_flags & IORING_SETUP_SINGLE_ISSUER),
-                    !!(u->setup_flags & IORING_SETUP_DEFER_TASKRUN), u->registered_fd,
-                    u->msg_ring);
+                    !!(u->setup_flags & IORING_SETUP_DEFER_TASKRUN), u->registered_fd, u->msg_ring);
 }
 
 int loom_op_cancel(struct loom_op *op)

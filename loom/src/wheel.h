@@ -15,16 +15,16 @@
 
 #include "loom/timer.h"
 
-#define LOOM_WHEEL_LEVELS 7
-#define LOOM_WHEEL_SLOTS 64
+#define LOOM_WHEEL_LEVELS     7
+#define LOOM_WHEEL_SLOTS      64
 #define LOOM_WHEEL_TICK_SHIFT 10 /* 1 tick = 1024 ns */
 
 struct loom__wheel {
     uint64_t now_tick; /* every timer with expiry_tick <= now_tick has fired */
     uint64_t bitmap[LOOM_WHEEL_LEVELS];
     struct loom_timer *slots[LOOM_WHEEL_LEVELS][LOOM_WHEEL_SLOTS]; /* list heads */
-    uint64_t armed;      /* number of armed timers */
-    uint64_t fired;      /* timers fired (for stats) */
+    uint64_t armed;                                                /* number of armed timers */
+    uint64_t fired;                                                /* timers fired (for stats) */
 };
 
 /* Starts the wheel at time `now_ns`. */

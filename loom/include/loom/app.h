@@ -20,28 +20,28 @@ extern "C" {
 
 /* The runtime's configuration; loom_config_init() fills the defaults. */
 struct loom_config {
-    unsigned smp;                 /* cores to run; 0 = one per CPU in the cpuset */
-    char cpuset[256];             /* CPU list like "0-3,6"; empty = the process's allowed set */
-    size_t memory_bytes;          /* whole-process budget, divided among cores */
-    bool hugepages;               /* back the budget with huge pages (falls back to THP) */
-    bool lock_memory;             /* mlock the budget */
-    int64_t poll_ns;              /* spin this long before sleeping (--poll-us) */
-    int64_t task_quota_ns;        /* run fibers at most this long per loop iteration */
-    int64_t stall_ns;             /* report fibers running longer; 0 disables */
-    int64_t shutdown_grace_ns;    /* how long shutdown waits for fibers to finish */
-    size_t stack_bytes[3];        /* the three stack size classes */
-    unsigned ring_entries;        /* io_uring SQ entries per core */
-    unsigned smp_ring_entries;    /* slots per cross-core ring (power of two) */
-    bool oversubscribe;           /* allow smp above the CPU count, pinning cores round-robin
-                                   * (for tests of many-core logic on small machines; there
-                                   * is no command-line option for it) */
+    unsigned smp;              /* cores to run; 0 = one per CPU in the cpuset */
+    char cpuset[256];          /* CPU list like "0-3,6"; empty = the process's allowed set */
+    size_t memory_bytes;       /* whole-process budget, divided among cores */
+    bool hugepages;            /* back the budget with huge pages (falls back to THP) */
+    bool lock_memory;          /* mlock the budget */
+    int64_t poll_ns;           /* spin this long before sleeping (--poll-us) */
+    int64_t task_quota_ns;     /* run fibers at most this long per loop iteration */
+    int64_t stall_ns;          /* report fibers running longer; 0 disables */
+    int64_t shutdown_grace_ns; /* how long shutdown waits for fibers to finish */
+    size_t stack_bytes[3];     /* the three stack size classes */
+    unsigned ring_entries;     /* io_uring SQ entries per core */
+    unsigned smp_ring_entries; /* slots per cross-core ring (power of two) */
+    bool oversubscribe;        /* allow smp above the CPU count, pinning cores round-robin
+                                * (for tests of many-core logic on small machines; there
+                                * is no command-line option for it) */
 };
 
 LOOM_API void loom_config_init(struct loom_config *config);
 
 /* An option a program adds to the standard ones. `parse` gets the argument (NULL for a flag)
  * and returns 0, or -EINVAL to reject it; loom then prints
- * "<program>: invalid value for --<name>: <value>" and returns 2. */
+ * "<program>: invalid value for --<name>: '<value>' (see <program> --help)" and returns 2. */
 struct loom_option {
     const char *name;     /* long name without dashes */
     const char *arg_name; /* NULL for a flag without argument */

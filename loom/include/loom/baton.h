@@ -26,8 +26,8 @@ struct loom_baton {
     struct loom_fiber *waiter; /* the fiber in loom_baton_wait(), or NULL */
     uint32_t generation;       /* bumped when a wait cycle ends; atomically read by posters */
     uint16_t core;             /* owner core */
-    uint8_t state;             /* idle, waiting, posted, dead */
-    uint8_t timed_out;         /* set when the pending wait's deadline fired */
+    uint8_t state;             /* idle, waiting, woken, timed out, posted, dead (baton.c) */
+    uint8_t reserved;
 };
 
 /* Initialises `baton` as owned by the calling core. Core: any reactor thread. */
@@ -44,8 +44,10 @@ LOOM_API void loom_baton_deinit(struct loom_baton *baton);
 LOOM_API int loom_baton_wait(struct loom_baton *baton, int64_t deadline_ns);
 
 /* Posts `baton`. On the owner core it readies the waiter (which runs later from the loop,
- * never inline); from another core it sends a message (never blocks, never drops).
- * Core: any reactor thread. */
+ * never inline); from another core it sends a message (never blocks, never drops) whose
+ * 32-byte node comes from the posting core's slab and goes home after delivery (an exhausted
+ * budget there is fatal). The message reads the baton when it arrives: keep the baton's
+ * memory valid until every post sent to it has arrived. Core: any reactor thread. */
 LOOM_API void loom_baton_post(struct loom_baton *baton);
 
 /* True when a post is pending (the next wait returns at once). Core: the owner. */

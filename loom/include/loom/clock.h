@@ -21,7 +21,8 @@ extern "C" {
  * Any thread. */
 LOOM_API int64_t loom_clock_ns(void);
 
-/* The reactor's cached monotonic time in ns, refreshed at the start of each loop iteration.
+/* The reactor's cached monotonic time in ns, refreshed at the start of each loop iteration
+ * and again before timers fire.
  * On a thread that is not a reactor it falls back to loom_clock_ns(). */
 LOOM_API int64_t loom_now_ns(void);
 

@@ -28,7 +28,7 @@ enum loom_stack_class {
     LOOM_STACK_MEDIUM = 1, /* default 64 KiB: the class used when no attr is given */
     LOOM_STACK_LARGE = 2,  /* default 256 KiB */
 };
-#define LOOM_STACK_CLASSES 3
+#define LOOM_STACK_CLASSES  3
 #define LOOM_FIBER_NAME_MAX 32 /* including the terminating NUL; longer names are cut */
 
 struct loom_fiber_attr {
@@ -40,7 +40,10 @@ struct loom_fiber_attr {
 /* Spawns a fiber running fn(arg) on the calling core; it first runs from the reactor loop,
  * never inline. With a joinable attr, *out receives the fiber (which must then be joined
  * exactly once); otherwise out may be NULL and the fiber is released when it returns.
- * Returns 0, or -ENOMEM when the core's fiber or stack budget is exhausted.
+ * Returns 0, or -ENOMEM when the core's budget cannot hold another fiber record. The stack is
+ * taken when the fiber first runs; if the budget has none left then, the fiber waits until a
+ * fiber of its stack class returns one (stats.stack_waits counts it), so a burst of short
+ * fibers is throttled rather than failed.
  * Core: any reactor thread. */
 LOOM_API int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
                         const struct loom_fiber_attr *attr);

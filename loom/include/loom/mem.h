@@ -2,8 +2,10 @@
  * mem.h - per-core memory: the budget reserved at start-up and the slab allocator on it.
  *
  * Each core's budget (--memory divided among cores) is reserved at start on the core's NUMA
- * node, optionally on huge pages and locked. Fiber records, stacks, timers-wheel state and
- * slab objects are all carved from it; nothing touches the process heap after start-up. The
+ * node, optionally on huge pages and locked. Fiber records, stacks, cross-core rings, the
+ * io_uring state and slab objects are carved from it (the reactor record itself, with its
+ * timer wheel, is allocated once at start-up); nothing touches the process heap after
+ * start-up. The
  * slab serves power-of-two size classes from 16 B to 64 KiB with per-class free lists; an
  * object freed on a core that does not own it is sent home through the cross-core ring.
  * stats.heap_allocs counts the times a core had to take fresh memory (a free list was empty),

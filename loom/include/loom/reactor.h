@@ -20,8 +20,10 @@ extern "C" {
 struct loom_op;
 typedef void (*loom_op_fn)(struct loom_op *op);
 
-/* Caller-owned; fields other than `res`, `cqe_flags` and `data` are private. After an op is
- * started it belongs to the reactor until its callback runs: keep it alive and unmoved. */
+/* Caller-owned; fields other than `res`, `cqe_flags` and `data` are private. Zero it before
+ * its first use (`struct loom_op op = {0};`): starting an op checks that it is idle. After an
+ * op is started it belongs to the reactor until its callback runs: keep it alive and
+ * unmoved; then it may be started again. */
 struct loom_op {
     struct loom_op *next; /* overflow queue link */
     loom_op_fn fn;        /* completion callback */
@@ -90,21 +92,22 @@ LOOM_API int loom_wait_shutdown(int64_t deadline_ns);
 struct loom_stats {
     uint64_t loop_iterations;
     uint64_t fibers_spawned;
-    uint64_t fibers_run;      /* switches into a fiber */
-    uint64_t sqes_submitted;  /* SQEs handed to the kernel */
+    uint64_t fibers_run;     /* switches into a fiber */
+    uint64_t sqes_submitted; /* SQEs handed to the kernel */
     uint64_t cqes_reaped;
     uint64_t sqes_overflowed; /* ops that found the SQ full and waited in the overflow queue */
     uint64_t msgs_sent;       /* cross-core messages sent / received */
     uint64_t msgs_received;
-    uint64_t msgs_parked;     /* messages that found the ring full and waited in order */
-    uint64_t sleeps;          /* times the reactor slept in io_uring_enter */
-    uint64_t wakeups_sent;    /* wake-ups sent to sleeping cores (MSG_RING or eventfd) */
+    uint64_t msgs_parked;  /* messages that found the ring full and waited in order */
+    uint64_t sleeps;       /* times the reactor slept in io_uring_enter */
+    uint64_t wakeups_sent; /* wake-ups sent to sleeping cores (MSG_RING or eventfd) */
     uint64_t wakeups_received;
     uint64_t timers_fired;
-    uint64_t stalls;          /* stall detector reports */
-    uint64_t stale_posts;     /* remote baton posts that arrived after their wait ended */
-    uint64_t heap_allocs;     /* allocations that took fresh memory after start-up */
-    uint64_t syscalls;        /* io_uring_enter and other syscalls made by the loop */
+    uint64_t stalls;      /* stall detector reports */
+    uint64_t stale_posts; /* remote baton posts that arrived after their wait ended */
+    uint64_t heap_allocs; /* allocations that took fresh memory after start-up */
+    uint64_t syscalls;    /* io_uring_enter and other syscalls made by the loop */
+    uint64_t stack_waits; /* new fibers that waited for a stack (budget used up) */
 };
 
 /* Copies the counters of `core` into *out (values of another core may be a moment old).

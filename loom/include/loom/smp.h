@@ -43,13 +43,15 @@ LOOM_API int loom_submit_to(unsigned core, loom_call_fn fn, void *arg);
  * Returns fn's result. If `deadline_ns` passes first, a cancel is sent and the call still
  * waits for the reply, so the target never writes into a dead stack: then the result is
  * -ETIMEDOUT if fn had not started, or fn's result if it had (fn may watch
- * loom_fiber_cancel_requested() to finish early). -EINVAL for a bad core.
+ * loom_fiber_cancel_requested() to finish early). -EINVAL for a bad core, -ENOMEM when the
+ * target core could not spawn the fiber (its budget is exhausted).
  * Core: any reactor thread, from a fiber. */
 LOOM_API int loom_invoke_on(unsigned core, loom_call_fn fn, void *arg, int64_t deadline_ns);
 
 /* Runs fn(arg) on every core concurrently (one fiber each, the calling core included) and
  * waits for all. Returns 0 if every call returned >= 0, otherwise the first negative result
- * in core order. Core: any reactor thread, from a fiber. */
+ * in core order, or -ENOMEM when the call records (one per core, from the calling core's
+ * slab) could not be allocated. Core: any reactor thread, from a fiber. */
 LOOM_API int loom_invoke_on_all(loom_call_fn fn, void *arg, int64_t deadline_ns);
 
 #ifdef __cplusplus

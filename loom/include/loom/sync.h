@@ -48,8 +48,7 @@ LOOM_API void loom_cond_init(struct loom_cond *cond);
 LOOM_API void loom_cond_deinit(struct loom_cond *cond);
 /* Releases `mutex` (held by the caller), waits for a signal, relocks. Returns 0 or -ETIMEDOUT;
  * the mutex is held again on return in both cases (re-locking ignores the deadline). */
-LOOM_API int loom_cond_wait(struct loom_cond *cond, struct loom_mutex *mutex,
-                            int64_t deadline_ns);
+LOOM_API int loom_cond_wait(struct loom_cond *cond, struct loom_mutex *mutex, int64_t deadline_ns);
 LOOM_API void loom_cond_signal(struct loom_cond *cond);    /* wakes the first waiter */
 LOOM_API void loom_cond_broadcast(struct loom_cond *cond); /* wakes all */
 
@@ -107,8 +106,9 @@ struct loom_future {
     bool set;
 };
 LOOM_API void loom_future_init(struct loom_future *future); /* owned by the calling core */
-/* Sets the value once (a second set fails an assertion). Any core: the value is written
- * before the post message is published, which orders it for the waiter. */
+/* Sets the value once (a second set fails an assertion). Any core: from another core the
+ * value travels in a message (a slab node of the setting core) and the owner core stores it
+ * and wakes the getter, so only the owner ever touches the future. */
 LOOM_API void loom_future_set(struct loom_future *future, int64_t value);
 /* Waits for the value: returns 0 with *value set, or -ETIMEDOUT (it may still be set later
  * and a later get then returns it). Core: the owner, from a fiber. */

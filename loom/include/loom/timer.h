@@ -35,7 +35,7 @@ struct loom_timer {
 LOOM_API void loom_timer_init(struct loom_timer *timer);
 
 /* Arms `timer` to call fn(timer, arg) once `deadline_ns` (loom_now_ns() clock) has passed.
- * A deadline in the past fires on the next loop iteration.
+ * A deadline in the past fires at the next wheel tick (1024 ns), never from this call.
  * Returns 0, -EALREADY if the timer is armed, -EINVAL if `deadline_ns` is negative.
  * Core: the timer's core. */
 LOOM_API int loom_timer_start(struct loom_timer *timer, int64_t deadline_ns, loom_timer_fn fn,
