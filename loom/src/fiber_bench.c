@@ -9,6 +9,10 @@
  *                 so the ratio shows only what loom's switch adds (nothing, in a release build).
  *   swapcontext - glibc's ucontext switch (saves signal mask with a syscall, FP state): what a
  *                 portable coroutine library would pay.
+ * Each is measured as loom's scheduler uses the switch: both contexts switch from one call
+ * site (every loom fiber switches from switch_out()), so the ret returns where the return-
+ * stack predictor expects; the same pattern for all three. Switching between two different
+ * functions instead makes every ret mispredict; that figure is printed as information.
  * fiber_yield: ns per loom_yield() with two fibers yielding to each other on a one-core
  * reactor (loom_run, smp 1, poll 0). A yield switches straight to the next ready fiber, so it
  * is one loom__ctx_switch plus the ready-queue work; the baseline is fiber_switch re-measured
@@ -116,12 +120,52 @@ static double measure_switch(switch_fn sw, void (*a)(void), void (*b)(void), lon
     return (double)(end - start) / (double)(2 * n + 2);
 }
 
+/* The scheduler's pattern: both contexts run the same code and switch from one call site
+ * (as every loom fiber switches from switch_out() in fiber.c), so the switch's ret returns to
+ * the address the return-stack predictor expects. A is started first and counts the trips. */
+static int one_started;
+
+static inline __attribute__((always_inline, noreturn)) void side_one(switch_fn sw)
+{
+    int id = one_started++;
+    struct loom__ctx *self = id ? &ctx_b : &ctx_a, *other = id ? &ctx_a : &ctx_b;
+    long left = id ? -1 : rounds; /* B never reaches 0 */
+    for (;;) {
+        if (left == 0)
+            sw(self, &ctx_caller);
+        left--;
+        sw(self, other); /* the one site both contexts switch from */
+    }
+}
+
+static __attribute__((noreturn)) void loom_one(void)
+{
+    side_one(loom__ctx_switch);
+}
+static __attribute__((noreturn)) void asm_one(void)
+{
+    side_one(bench_asm_switch);
+}
+
+/* ns per switch, one call site (the figure reported) or two (information). */
 static double measure_loom(long n)
+{
+    one_started = 0;
+    return measure_switch(loom__ctx_switch, loom_one, loom_one, n);
+}
+
+static double measure_asm(long n)
+{
+    one_started = 0;
+    return measure_switch(bench_asm_switch, asm_one, asm_one, n);
+}
+
+static double measure_loom_two_sites(long n)
 {
     return measure_switch(loom__ctx_switch, loom_a, loom_b, n);
 }
 
-static double measure_asm(long n)
+static double measure_asm_two_sites(long n)
 {
     return measure_switch(bench_asm_switch, asm_a, asm_b, n);
 }
@@ -144,6 +188,19 @@ static void uc_side_b(void)
         swapcontext(&uc_b, &uc_a);
 }
 
+static void uc_side_one(void)
+{
+    int id = one_started++;
+    ucontext_t *self = id ? &uc_b : &uc_a, *other = id ? &uc_a : &uc_b;
+    long left = id ? -1 : rounds;
+    for (;;) {
+        if (left == 0)
+            swapcontext(self, &uc_caller);
+        left--;
+        swapcontext(self, other);
+    }
+}
+
 static void uc_prepare(ucontext_t *uc, char *stack, void (*entry)(void))
 {
     LOOM_ASSERT(getcontext(uc) == 0);
@@ -153,15 +210,21 @@ static void uc_prepare(ucontext_t *uc, char *stack, void (*entry)(void))
     makecontext(uc, entry, 0);
 }
 
-static double measure_swapcontext(long n)
+static double measure_swapcontext_sites(long n, bool one_site)
 {
-    uc_prepare(&uc_a, stack_a, uc_side_a);
-    uc_prepare(&uc_b, stack_b, uc_side_b);
+    one_started = 0;
+    uc_prepare(&uc_a, stack_a, one_site ? uc_side_one : uc_side_a);
+    uc_prepare(&uc_b, stack_b, one_site ? uc_side_one : uc_side_b);
     rounds = n;
     int64_t start = loom_clock_ns();
     LOOM_ASSERT(swapcontext(&uc_caller, &uc_a) == 0);
     int64_t end = loom_clock_ns();
     return (double)(end - start) / (double)(2 * n + 2);
+}
+
+static double measure_swapcontext(long n)
+{
+    return measure_swapcontext_sites(n, true);
 }
 
 /* ---- fiber_yield: loom_yield through the run queue ------------------------------------------ */
@@ -208,6 +271,7 @@ static int yield_main(void *arg)
 int main(void)
 {
     double loom_ns[RUNS], asm_ns[RUNS], uc_ns[RUNS];
+    double loom2_ns[RUNS], asm2_ns[RUNS], uc2_ns[RUNS];
     measure_loom(SWITCH_ROUNDS / 10);
     measure_asm(SWITCH_ROUNDS / 10);
     measure_swapcontext(UCONTEXT_ROUNDS / 10);
@@ -215,7 +279,15 @@ int main(void)
         asm_ns[run] = measure_asm(SWITCH_ROUNDS);
         loom_ns[run] = measure_loom(SWITCH_ROUNDS);
         uc_ns[run] = measure_swapcontext(UCONTEXT_ROUNDS);
+        asm2_ns[run] = measure_asm_two_sites(SWITCH_ROUNDS);
+        loom2_ns[run] = measure_loom_two_sites(SWITCH_ROUNDS);
+        uc2_ns[run] = measure_swapcontext_sites(UCONTEXT_ROUNDS, false);
     }
+    /* information: switching between two different functions, where every ret mispredicts
+     * (a pattern loom's scheduler does not produce) */
+    printf("fiber_bench: two call sites: loom %.2f ns, asm_switch %.2f ns, swapcontext %.2f ns\n",
+           bench_median_f64(loom2_ns, RUNS), bench_median_f64(asm2_ns, RUNS),
+           bench_median_f64(uc2_ns, RUNS));
     /* Two baselines for one name: one bench_report() call each; the JSON keeps both and the
      * first reported (asm_switch) as the main one. */
     double loom_med = bench_median_f64(loom_ns, RUNS);
