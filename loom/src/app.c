@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <hwloc.h>
+#include <valgrind/valgrind.h>
 
 #include "internal.h"
 
@@ -419,6 +420,7 @@ static int runtime_init(const struct loom_config *config)
     loom__rt.signal_fd = -1;
     loom__rt.config = *config;
     loom__rt.page_bytes = (size_t)sysconf(_SC_PAGESIZE);
+    loom__rt.under_valgrind = RUNNING_ON_VALGRIND != 0;
     gate_state = 0;
     gate_registered = 0;
     char error[512];

@@ -214,6 +214,7 @@ struct loom__runtime {
     _Atomic unsigned shutdown_waiters; /* fibers in loom_wait_shutdown(), all cores */
     _Atomic unsigned registered;       /* reactors registered during start-up */
     _Atomic int start_failed;
+    bool under_valgrind; /* valgrind runs one thread at a time: never sleep long in the kernel */
     int signal_fd;
 };
 

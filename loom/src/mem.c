@@ -214,6 +214,8 @@ static void free_home(struct loom_msg *msg)
     LOOM_ASSERT(r->slab[cls].in_use > 0);
     r->slab[cls].in_use--;
     VALGRIND_FREELIKE_BLOCK(p, 0);
+    /* the free list's link lives in the object's first word: ours again, for memcheck too */
+    VALGRIND_MAKE_MEM_UNDEFINED(p, sizeof(void *));
     *(void **)p = r->slab[cls].free;
     r->slab[cls].free = p;
     POISON(p + sizeof(void *), class_bytes(cls) - sizeof(void *));
