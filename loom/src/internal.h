@@ -219,7 +219,7 @@ struct loom__runtime {
 };
 
 extern struct loom__runtime loom__rt;
-extern __thread struct loom__reactor *loom__self;
+extern __thread struct loom__reactor *loom__self __attribute__((tls_model("initial-exec")));
 
 /* The calling thread's reactor; asserts that it is one. */
 static inline struct loom__reactor *loom__reactor(void)

@@ -17,7 +17,9 @@
 #include "internal.h"
 
 struct loom__runtime loom__rt = {.signal_fd = -1};
-__thread struct loom__reactor *loom__self;
+/* initial-exec: one mov from %fs, also in libloom.so (general-dynamic would call
+ * __tls_get_addr on every access from the shared library) */
+__thread struct loom__reactor *loom__self __attribute__((tls_model("initial-exec")));
 
 struct loom__shutdown_wait {
     struct loom__shutdown_wait *next;
