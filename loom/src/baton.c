@@ -10,28 +10,19 @@
 
 #include "internal.h"
 
-enum {
-    BATON_IDLE = 0,
-    BATON_WAITING,
-    BATON_WOKEN,
-    BATON_TIMEDOUT,
-    BATON_POSTED,
-    BATON_DEAD = 0xde,
-};
-
 void loom_baton_init(struct loom_baton *b)
 {
     struct loom__reactor *r = loom__reactor();
     b->waiter = NULL;
     __atomic_store_n(&b->generation, 0, __ATOMIC_RELAXED);
     b->core = (uint16_t)r->core;
-    b->state = BATON_IDLE;
+    b->state = LOOM_BATON_IDLE;
     b->reserved = 0;
 }
 
 static void check_owner(const struct loom_baton *b, struct loom__reactor *r)
 {
-    LOOM_ASSERTF(b->state != BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
+    LOOM_ASSERTF(b->state != LOOM_BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
     LOOM_ASSERTF(b->core == r->core, "baton %p of core %u used on core %u", (void *)b, b->core,
                  r->core);
 }
@@ -41,7 +32,7 @@ void loom_baton_deinit(struct loom_baton *b)
     struct loom__reactor *r = loom__reactor();
     check_owner(b, r);
     LOOM_ASSERTF(b->waiter == NULL, "baton %p deinitialised with a waiter", (void *)b);
-    b->state = BATON_DEAD;
+    b->state = LOOM_BATON_DEAD;
 }
 
 static void end_cycle(struct loom_baton *b)
@@ -57,9 +48,9 @@ static void baton_timeout(struct loom_timer *timer, void *arg)
     (void)timer;
     LOOM_ASSERT(b->waiter != NULL);
     /* A post drained earlier in this loop iteration wins: the waiter is already ready. */
-    if (b->state != BATON_WAITING)
+    if (b->state != LOOM_BATON_WAITING)
         return;
-    b->state = BATON_TIMEDOUT;
+    b->state = LOOM_BATON_TIMEDOUT;
     loom__fiber_ready(r, b->waiter);
 }
 
@@ -68,20 +59,20 @@ int loom_baton_wait(struct loom_baton *b, int64_t deadline_ns)
     struct loom__reactor *r = loom__reactor();
     check_owner(b, r);
     LOOM_ASSERTF(r->current != NULL, "loom_baton_wait() outside a fiber");
-    LOOM_ASSERTF(b->state != BATON_WAITING && b->waiter == NULL,
+    LOOM_ASSERTF(b->state != LOOM_BATON_WAITING && b->waiter == NULL,
                  "baton %p has a waiter already (one waiter per baton)", (void *)b);
-    if (b->state == BATON_POSTED) {
-        b->state = BATON_IDLE;
+    if (b->state == LOOM_BATON_POSTED) {
+        b->state = LOOM_BATON_IDLE;
         end_cycle(b);
         return 0;
     }
-    LOOM_ASSERT(b->state == BATON_IDLE);
+    LOOM_ASSERT(b->state == LOOM_BATON_IDLE);
     if (deadline_ns != LOOM_NO_DEADLINE && deadline_ns <= loom__clock_ns()) {
         end_cycle(b);
         return -ETIMEDOUT;
     }
     struct loom_timer timer;
-    b->state = BATON_WAITING;
+    b->state = LOOM_BATON_WAITING;
     b->waiter = r->current;
     if (deadline_ns != LOOM_NO_DEADLINE) {
         loom_timer_init(&timer);
@@ -92,32 +83,32 @@ int loom_baton_wait(struct loom_baton *b, int64_t deadline_ns)
     if (deadline_ns != LOOM_NO_DEADLINE)
         (void)loom_timer_cancel(&timer);
     int rc;
-    if (b->state == BATON_WOKEN) {
-        b->state = BATON_IDLE;
+    if (b->state == LOOM_BATON_WOKEN) {
+        b->state = LOOM_BATON_IDLE;
         rc = 0;
     } else {
         /* TIMEDOUT, or POSTED by a post that came after the deadline: that post counts for
          * the next cycle, as a post before a wait does. */
-        LOOM_ASSERT(b->state == BATON_TIMEDOUT || b->state == BATON_POSTED);
-        if (b->state == BATON_TIMEDOUT)
-            b->state = BATON_IDLE;
+        LOOM_ASSERT(b->state == LOOM_BATON_TIMEDOUT || b->state == LOOM_BATON_POSTED);
+        if (b->state == LOOM_BATON_TIMEDOUT)
+            b->state = LOOM_BATON_IDLE;
         rc = -ETIMEDOUT;
     }
     end_cycle(b);
     return rc;
 }
 
-void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *b)
+void loom__baton_post_slow(struct loom__reactor *r, struct loom_baton *b)
 {
     check_owner(b, r);
     switch (b->state) {
-    case BATON_WAITING:
-        b->state = BATON_WOKEN;
+    case LOOM_BATON_WAITING:
+        b->state = LOOM_BATON_WOKEN;
         loom__fiber_ready(r, b->waiter);
         break;
-    case BATON_IDLE:
-    case BATON_TIMEDOUT:
-        b->state = BATON_POSTED;
+    case LOOM_BATON_IDLE:
+    case LOOM_BATON_TIMEDOUT:
+        b->state = LOOM_BATON_POSTED;
         break;
     default:
         LOOM_ASSERTF(false, "baton %p posted twice in one cycle (one post per wait)", (void *)b);
@@ -158,7 +149,7 @@ void loom_baton_post(struct loom_baton *b)
 
 bool loom_baton_is_posted(const struct loom_baton *b)
 {
-    return b->state == BATON_POSTED;
+    return b->state == LOOM_BATON_POSTED;
 }
 
 void loom_baton_reset(struct loom_baton *b)
@@ -166,6 +157,6 @@ void loom_baton_reset(struct loom_baton *b)
     struct loom__reactor *r = loom__reactor();
     check_owner(b, r);
     LOOM_ASSERTF(b->waiter == NULL, "loom_baton_reset() with a waiter");
-    b->state = BATON_IDLE;
+    b->state = LOOM_BATON_IDLE;
     end_cycle(b);
 }

@@ -32,7 +32,6 @@
 #endif
 
 void loom__fiber_entry(struct loom_fiber *fiber) __attribute__((noreturn, used));
-static void ready_push(struct loom__reactor *r, struct loom_fiber *f);
 
 /* ---- sanitizer annotations around loom__ctx_switch ------------------------------------------ */
 
@@ -129,7 +128,7 @@ static void stack_give(struct loom__reactor *r, struct loom_fiber *f)
         r->stack_wait[f->stack_class] = waiting->next;
         if (!waiting->next)
             r->stack_wait_tail[f->stack_class] = NULL;
-        ready_push(r, waiting);
+        loom__ready_push(r, waiting);
     }
     f->has_stack = false;
     f->stack_lo = NULL;
@@ -169,17 +168,6 @@ static void set_name(struct loom_fiber *f, const char *name)
     f->name[n] = '\0';
 }
 
-static void ready_push(struct loom__reactor *r, struct loom_fiber *f)
-{
-    f->next = NULL;
-    if (r->ready_tail)
-        r->ready_tail->next = f;
-    else
-        r->ready_head = f;
-    r->ready_tail = f;
-    r->ready_count++;
-}
-
 static struct loom_fiber *ready_pop(struct loom__reactor *r)
 {
     struct loom_fiber *f = r->ready_head;
@@ -190,15 +178,6 @@ static struct loom_fiber *ready_pop(struct loom__reactor *r)
     r->ready_count--;
     f->next = NULL;
     return f;
-}
-
-void loom__fiber_ready(struct loom__reactor *r, struct loom_fiber *f)
-{
-    LOOM_DEBUG_ASSERT(f->core == r->core);
-    LOOM_ASSERTF(f->state == LOOM_FIBER_WAITING || f->state == LOOM_FIBER_RUNNING,
-                 "fiber '%s' readied twice", f->name);
-    f->state = LOOM_FIBER_READY;
-    ready_push(r, f);
 }
 
 int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
@@ -221,7 +200,7 @@ int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
     f->stack_class = (uint8_t)cls;
     set_name(f, attr && attr->name ? attr->name : "fiber");
     f->state = LOOM_FIBER_NEW;
-    ready_push(r, f);
+    loom__ready_push(r, f);
     r->fibers_live++;
     LOOM_STAT_INC(r, fibers_spawned);
     if (out)

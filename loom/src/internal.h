@@ -239,16 +239,58 @@ void *loom__arena_carve(struct loom__reactor *r, size_t bytes, size_t align); /*
 
 /* fiber.c */
 void loom__fiber_run_ready(struct loom__reactor *r); /* runs ready fibers up to quota */
-void loom__fiber_ready(struct loom__reactor *r, struct loom_fiber *fiber); /* enqueue */
-void loom__fiber_block(struct loom__reactor *r);                           /* current fiber waits */
+void loom__fiber_block(struct loom__reactor *r);     /* current fiber waits */
 int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loom_fiber_fn fn,
                            void *arg);
 void loom__fiber_core_init(struct loom__reactor *r);
 void loom__fiber_core_deinit(struct loom__reactor *r);
 bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_fiber **fiber);
 
-/* baton.c: wakes a fiber waiting on a baton (local post). */
-void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *baton);
+/* Ready queue push (fiber.c owns the queue; inline because every wake-up goes through it). */
+static inline void loom__ready_push(struct loom__reactor *r, struct loom_fiber *f)
+{
+    f->next = NULL;
+    if (r->ready_tail)
+        r->ready_tail->next = f;
+    else
+        r->ready_head = f;
+    r->ready_tail = f;
+    r->ready_count++;
+}
+
+/* Makes a waiting (or the running, yielding) fiber ready. */
+static inline void loom__fiber_ready(struct loom__reactor *r, struct loom_fiber *f)
+{
+    LOOM_DEBUG_ASSERT(f->core == r->core);
+    LOOM_ASSERTF(f->state == LOOM_FIBER_WAITING || f->state == LOOM_FIBER_RUNNING,
+                 "fiber '%s' readied twice", f->name);
+    f->state = LOOM_FIBER_READY;
+    loom__ready_push(r, f);
+}
+
+/* Baton states (baton.c); here so the common post is inlined into completion callbacks. */
+enum {
+    LOOM_BATON_IDLE = 0,
+    LOOM_BATON_WAITING,
+    LOOM_BATON_WOKEN,
+    LOOM_BATON_TIMEDOUT,
+    LOOM_BATON_POSTED,
+    LOOM_BATON_DEAD = 0xde,
+};
+
+/* baton.c: every case of a local post but the common one, with the misuse checks. */
+void loom__baton_post_slow(struct loom__reactor *r, struct loom_baton *baton);
+
+/* Wakes the fiber waiting on `baton` (a local post): the common case inline. */
+static inline void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *baton)
+{
+    if (LOOM_LIKELY(baton->state == LOOM_BATON_WAITING && baton->core == r->core)) {
+        baton->state = LOOM_BATON_WOKEN;
+        loom__fiber_ready(r, baton->waiter);
+        return;
+    }
+    loom__baton_post_slow(r, baton);
+}
 
 /* uring.c: the only file that touches io_uring. */
 int loom__uring_init(struct loom__reactor *r);

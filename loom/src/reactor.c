@@ -143,9 +143,9 @@ static void run_done(struct loom__reactor *r)
     }
 }
 
-void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
+/* Fills `op` as a NOP; the one place that knows a NOP's fields. */
+static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
 {
-    struct loom__reactor *r = loom__reactor();
     op->fn = fn;
     op->data = data;
     op->res = 0;
@@ -160,6 +160,12 @@ void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
     op->op_flags = 0;
     op->buf_index = 0;
     op->addr3 = 0;
+}
+
+void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
+{
+    struct loom__reactor *r = loom__reactor();
+    op_fill_nop(op, fn, data);
     loom__op_start(r, op);
 }
 
@@ -170,14 +176,16 @@ static void nop_done(struct loom_op *op)
 
 int loom_nop(void)
 {
-    struct loom_baton baton;
+    struct loom__reactor *r = loom__reactor();
+    LOOM_ASSERTF(r->current != NULL, "loom_nop() outside a fiber");
+    struct loom_baton baton = {.core = (uint16_t)r->core, .state = LOOM_BATON_IDLE};
     struct loom_op op;
-    op.state = LOOM_OP_IDLE; /* loom_op_nop fills the rest */
-    loom_baton_init(&baton);
-    loom_op_nop(&op, nop_done, &baton);
+    op.state = LOOM_OP_IDLE;
+    op_fill_nop(&op, nop_done, &baton);
+    loom__op_start(r, &op);
     int rc = loom_baton_wait(&baton, LOOM_NO_DEADLINE);
-    LOOM_ASSERT(rc == 0);
-    loom_baton_deinit(&baton);
+    LOOM_ASSERT(rc == 0 && op.state == LOOM_OP_IDLE);
+    baton.state = LOOM_BATON_DEAD;
     return op.res;
 }
 

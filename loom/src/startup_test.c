@@ -43,8 +43,8 @@ static void expect_failure(const char *self, const char *err, const char *const 
     char *argv[] = {(char *)self, "child", (char *)err, NULL};
     int status = test_spawn(argv, NULL, out, sizeof(out), 20000);
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 1)
-        test_fail_(__FILE__, __LINE__, "io_uring denied with %s: status %d, want exit 1:\n%s",
-                   err, status, out);
+        test_fail_(__FILE__, __LINE__, "io_uring denied with %s: status %d, want exit 1:\n%s", err,
+                   status, out);
     CHECK(strstr(out, "main fiber ran") == NULL);
     for (size_t i = 0; needles[i]; i++)
         CHECK_CONTAINS(out, needles[i]);
@@ -58,12 +58,12 @@ int main(int argc, char **argv)
     }
     if (test_under_valgrind())
         test_skip("valgrind does not follow seccomp filters into io_uring_setup");
-    static const char *const eperm[] = {"io_uring_setup", "not permitted",
+    static const char *const eperm[] = {"io_uring_setup",           "not permitted",
                                         "kernel.io_uring_disabled", "seccomp",
-                                        "could not start", NULL};
+                                        "could not start",          NULL};
     expect_failure(argv[0], "EPERM", eperm);
-    static const char *const enosys[] = {"io_uring_setup", "no io_uring", "6.1",
-                                         "could not start", NULL};
+    static const char *const enosys[] = {"io_uring_setup", "no io_uring", "6.1", "could not start",
+                                         NULL};
     expect_failure(argv[0], "ENOSYS", enosys);
     return 0;
 }
