@@ -54,6 +54,45 @@ static void baton_timeout(struct loom_timer *timer, void *arg)
     loom__fiber_ready(r, b->waiter);
 }
 
+/* Ends a wait the fiber was woken from: by a post (0), or by the deadline (-ETIMEDOUT). */
+static inline int wait_result(struct loom_baton *b)
+{
+    int rc;
+    if (LOOM_LIKELY(b->state == LOOM_BATON_WOKEN)) {
+        b->state = LOOM_BATON_IDLE;
+        rc = 0;
+    } else {
+        /* TIMEDOUT, or POSTED by a post that came after the deadline: that post counts for
+         * the next cycle, as a post before a wait does. */
+        LOOM_ASSERT(b->state == LOOM_BATON_TIMEDOUT || b->state == LOOM_BATON_POSTED);
+        if (b->state == LOOM_BATON_TIMEDOUT)
+            b->state = LOOM_BATON_IDLE;
+        rc = -ETIMEDOUT;
+    }
+    end_cycle(b);
+    return rc;
+}
+
+/* A wait with a deadline: a timer on this stack frame. Out of line, so the wait without one
+ * (every IO completion a fiber waits for) carries no timer. */
+static __attribute__((noinline)) int wait_until(struct loom__reactor *r, struct loom_baton *b,
+                                                int64_t deadline_ns)
+{
+    if (deadline_ns <= loom__clock_ns()) {
+        end_cycle(b);
+        return -ETIMEDOUT;
+    }
+    struct loom_timer timer;
+    loom_timer_init(&timer);
+    int rc = loom_timer_start(&timer, deadline_ns, baton_timeout, b);
+    LOOM_ASSERT(rc == 0);
+    b->state = LOOM_BATON_WAITING;
+    b->waiter = r->current;
+    loom__fiber_block(r);
+    (void)loom_timer_cancel(&timer);
+    return wait_result(b);
+}
+
 int loom_baton_wait(struct loom_baton *b, int64_t deadline_ns)
 {
     struct loom__reactor *r = loom__reactor();
@@ -67,35 +106,12 @@ int loom_baton_wait(struct loom_baton *b, int64_t deadline_ns)
         return 0;
     }
     LOOM_ASSERT(b->state == LOOM_BATON_IDLE);
-    if (deadline_ns != LOOM_NO_DEADLINE && deadline_ns <= loom__clock_ns()) {
-        end_cycle(b);
-        return -ETIMEDOUT;
-    }
-    struct loom_timer timer;
+    if (deadline_ns != LOOM_NO_DEADLINE)
+        return wait_until(r, b, deadline_ns);
     b->state = LOOM_BATON_WAITING;
     b->waiter = r->current;
-    if (deadline_ns != LOOM_NO_DEADLINE) {
-        loom_timer_init(&timer);
-        int rc = loom_timer_start(&timer, deadline_ns, baton_timeout, b);
-        LOOM_ASSERT(rc == 0);
-    }
     loom__fiber_block(r);
-    if (deadline_ns != LOOM_NO_DEADLINE)
-        (void)loom_timer_cancel(&timer);
-    int rc;
-    if (b->state == LOOM_BATON_WOKEN) {
-        b->state = LOOM_BATON_IDLE;
-        rc = 0;
-    } else {
-        /* TIMEDOUT, or POSTED by a post that came after the deadline: that post counts for
-         * the next cycle, as a post before a wait does. */
-        LOOM_ASSERT(b->state == LOOM_BATON_TIMEDOUT || b->state == LOOM_BATON_POSTED);
-        if (b->state == LOOM_BATON_TIMEDOUT)
-            b->state = LOOM_BATON_IDLE;
-        rc = -ETIMEDOUT;
-    }
-    end_cycle(b);
-    return rc;
+    return wait_result(b);
 }
 
 void loom__baton_post_slow(struct loom__reactor *r, struct loom_baton *b)

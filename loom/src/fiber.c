@@ -221,19 +221,23 @@ int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loo
 }
 
 /* Makes `f` the running fiber (giving a new one its stack) and counts the switch. */
-static void prepare_run(struct loom__reactor *r, struct loom_fiber *f)
+/* A new fiber's first run: its stack. Out of line, so the hot path below stays a leaf that
+ * saves no registers. next_in_pass() only hands out a new fiber when a stack is available. */
+static __attribute__((noinline, cold)) void prepare_first_run(struct loom__reactor *r,
+                                                              struct loom_fiber *f)
 {
-    if (f->state == LOOM_FIBER_NEW) {
-        /* promised at spawn, so the budget has room for it */
-        LOOM_ASSERTF(stack_take(r, f),
-                     "core %u: no %zu KiB stack for fiber '%s' despite its "
-                     "promise",
-                     r->core, loom__rt.config.stack_bytes[f->stack_class] >> 10, f->name);
-        stack_prepare(f);
+    LOOM_ASSERTF(stack_take(r, f), "core %u: no %zu KiB stack for fiber '%s'", r->core,
+                 loom__rt.config.stack_bytes[f->stack_class] >> 10, f->name);
+    stack_prepare(f);
 #ifdef LOOM_TSAN
-        f->tsan_fiber = __tsan_create_fiber(0);
+    f->tsan_fiber = __tsan_create_fiber(0);
 #endif
-    }
+}
+
+static inline void prepare_run(struct loom__reactor *r, struct loom_fiber *f)
+{
+    if (LOOM_UNLIKELY(f->state == LOOM_FIBER_NEW))
+        prepare_first_run(r, f);
     f->state = LOOM_FIBER_RUNNING;
     r->current = f;
     LOOM_STAT_INC(r, fibers_run);
@@ -245,7 +249,7 @@ static void prepare_run(struct loom__reactor *r, struct loom_fiber *f)
 
 /* The loop's or the next fiber's half of a fiber's exit: recycle its stack, free or keep its
  * record. Runs on a stack other than the exited fiber's. */
-static void reap_exited(struct loom__reactor *r)
+static __attribute__((noinline)) void reap_exited(struct loom__reactor *r)
 {
     struct loom_fiber *f = r->exited;
     r->exited = NULL;
@@ -279,28 +283,44 @@ static void stack_wait(struct loom__reactor *r, struct loom_fiber *f)
     LOOM_STAT_INC(r, stack_waits);
 }
 
+/* The slow part of next_in_pass(): the quota check, and new fibers that must wait for a
+ * stack. Out of line so the common path saves no registers. */
+static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loom__reactor *r,
+                                                                      struct loom_fiber *f)
+{
+    for (;;) {
+        if (f == NULL) {
+            /* the quota: a clock read costs more than a switch, so only every 16 switches */
+            if (loom__clock_ns() >= r->pass_end_ns) {
+                r->pass_left = 0;
+                return NULL;
+            }
+        } else if (f->state != LOOM_FIBER_NEW || stack_available(r, f->stack_class)) {
+            r->pass_left--;
+            return f;
+        } else {
+            /* the stack budget is used up: wait until a fiber of this class returns its
+             * stack (back-pressure on bursts of spawns instead of failing them) */
+            stack_wait(r, f);
+        }
+        if (r->ready_head == NULL)
+            return NULL;
+        f = ready_pop(r);
+    }
+}
+
 /* The next fiber of the current pass, or NULL when the pass is over. */
-static struct loom_fiber *next_in_pass(struct loom__reactor *r)
+static inline struct loom_fiber *next_in_pass(struct loom__reactor *r)
 {
     if (r->pass_left == 0 || r->ready_head == NULL)
         return NULL;
-    /* a clock read costs more than a switch: check the quota every 16 switches */
-    if ((++r->pass_ran & 15) == 0 && loom__clock_ns() >= r->pass_end_ns) {
-        r->pass_left = 0;
-        return NULL;
-    }
-    for (;;) {
-        if (r->ready_head == NULL)
-            return NULL;
-        struct loom_fiber *f = ready_pop(r);
-        if (f->state != LOOM_FIBER_NEW || stack_available(r, f->stack_class)) {
-            r->pass_left--;
-            return f;
-        }
-        /* the stack budget is used up: wait until a fiber of this class returns its stack
-         * (back-pressure on bursts of spawns instead of failing them) */
-        stack_wait(r, f);
-    }
+    if (LOOM_UNLIKELY((++r->pass_ran & 15) == 0))
+        return next_in_pass_slow(r, NULL);
+    struct loom_fiber *f = ready_pop(r);
+    if (LOOM_UNLIKELY(f->state == LOOM_FIBER_NEW))
+        return next_in_pass_slow(r, f);
+    r->pass_left--;
+    return f;
 }
 
 void loom__fiber_run_ready(struct loom__reactor *r)
