@@ -114,6 +114,31 @@ struct loom__spsc {
     struct loom_msg **slots;
 };
 
+/* The SQE image inside struct loom_op: the kernel's struct io_uring_sqe field for field
+ * (uring.c static-asserts each offset against liburing's definition). */
+struct loom__sqe {
+    uint8_t opcode;
+    uint8_t flags;
+    uint16_t ioprio;
+    int32_t fd;
+    uint64_t off;
+    uint64_t addr;
+    uint32_t len;
+    uint32_t op_flags; /* rw_flags, fsync_flags, msg_flags, ... */
+    uint64_t user_data;
+    uint16_t buf_index;
+    uint16_t personality;
+    uint32_t file_index;
+    uint64_t addr3;
+    uint64_t pad;
+};
+_Static_assert(sizeof(struct loom__sqe) == 64, "an SQE is 64 bytes");
+
+static inline struct loom__sqe *loom__op_sqe(struct loom_op *op)
+{
+    return (struct loom__sqe *)op->sqe;
+}
+
 /* ---- the reactor --------------------------------------------------------------------------- */
 
 struct loom__uring;         /* uring.c */

@@ -150,16 +150,9 @@ static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
     op->data = data;
     op->res = 0;
     op->cqe_flags = 0;
-    op->opcode = 0; /* IORING_OP_NOP */
-    op->sqe_flags = 0;
-    op->ioprio = 0;
-    op->fd = -1;
-    op->off = 0;
-    op->addr = 0;
-    op->len = 0;
-    op->op_flags = 0;
-    op->buf_index = 0;
-    op->addr3 = 0;
+    struct loom__sqe *sqe = loom__op_sqe(op);
+    memset(sqe, 0, sizeof(*sqe)); /* opcode 0 is IORING_OP_NOP */
+    sqe->fd = -1;
 }
 
 void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)

@@ -190,27 +190,35 @@ void loom__uring_deinit(struct loom__reactor *r)
     r->uring = NULL;
 }
 
+/* struct loom__sqe must be the kernel's SQE, field for field. */
+#define SQE_SAME(field, ours)                                                                      \
+    _Static_assert(offsetof(struct io_uring_sqe, field) == offsetof(struct loom__sqe, ours) &&     \
+                       sizeof(((struct io_uring_sqe *)0)->field) ==                                \
+                           sizeof(((struct loom__sqe *)0)->ours),                                  \
+                   "struct loom__sqe." #ours " is io_uring_sqe." #field)
+SQE_SAME(opcode, opcode);
+SQE_SAME(flags, flags);
+SQE_SAME(ioprio, ioprio);
+SQE_SAME(fd, fd);
+SQE_SAME(off, off);
+SQE_SAME(addr, addr);
+SQE_SAME(len, len);
+SQE_SAME(rw_flags, op_flags);
+SQE_SAME(user_data, user_data);
+SQE_SAME(buf_index, buf_index);
+SQE_SAME(personality, personality);
+SQE_SAME(file_index, file_index);
+SQE_SAME(addr3, addr3);
+_Static_assert(sizeof(struct io_uring_sqe) == sizeof(struct loom__sqe), "SQE size");
+
 bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
 {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
     if (LOOM_UNLIKELY(!sqe))
         return false;
-    /* every field written once, in order (io_uring_prep_rw() and then our own fields would
-     * write most of them twice on the hottest path) */
-    sqe->opcode = op->opcode;
-    sqe->flags = op->sqe_flags;
-    sqe->ioprio = op->ioprio;
-    sqe->fd = op->fd;
-    sqe->off = op->off;
-    sqe->addr = op->addr;
-    sqe->len = op->len;
-    sqe->rw_flags = (__kernel_rwf_t)op->op_flags;
+    /* the op carries its SQE image: one 64-byte copy, then the op as user_data */
+    memcpy(sqe, op->sqe, sizeof(*sqe));
     sqe->user_data = (uint64_t)(uintptr_t)op;
-    sqe->buf_index = op->buf_index;
-    sqe->personality = 0;
-    sqe->file_index = 0;
-    sqe->addr3 = op->addr3;
-    sqe->__pad2[0] = 0;
     r->sqes_pending++;
     return true;
 }
@@ -291,17 +299,25 @@ static void dispatch(struct loom__reactor *r, uint64_t ud, int32_t res, uint32_t
 /* Reaps every CQE, running each callback as it is read; the slots are released at the end.
  * Safe because callbacks never enter the kernel with GETEVENTS (they may prepare SQEs, and
  * loom_op_cancel may submit without GETEVENTS), so the CQ tail only grows meanwhile and the
- * loop below simply sees the new entries too. */
+ * outer loop picks up what arrived. The kernel's tail is read (acquire) once per batch, not
+ * once per CQE as io_uring_for_each_cqe() does. The ring has no CQE32 (16-byte CQEs). */
 static int reap(struct loom__reactor *r)
 {
     struct io_uring *ring = &r->uring->ring;
-    unsigned n = 0, head;
-    struct io_uring_cqe *cqe;
-    io_uring_for_each_cqe(ring, head, cqe)
-    {
-        dispatch(r, cqe->user_data, cqe->res, cqe->flags);
-        n++;
+    LOOM_DEBUG_ASSERT(!(ring->flags & IORING_SETUP_CQE32));
+    const unsigned mask = ring->cq.ring_mask;
+    struct io_uring_cqe *cqes = ring->cq.cqes;
+    unsigned head = *ring->cq.khead, start = head;
+    for (;;) {
+        unsigned tail = io_uring_smp_load_acquire(ring->cq.ktail);
+        if (head == tail)
+            break;
+        for (; head != tail; head++) {
+            const struct io_uring_cqe *cqe = &cqes[head & mask];
+            dispatch(r, cqe->user_data, cqe->res, cqe->flags);
+        }
     }
+    unsigned n = head - start;
     if (n) {
         io_uring_cq_advance(ring, n);
         LOOM_STAT_ADD(r, cqes_reaped, n);

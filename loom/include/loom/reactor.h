@@ -30,19 +30,13 @@ struct loom_op {
     void *data;           /* the caller's, untouched by loom */
     int32_t res;          /* result: >= 0 or -errno, as in the CQE */
     uint32_t cqe_flags;   /* CQE flags (IORING_CQE_F_*) */
-    /* the submission, kept so an op that finds the SQ full can be prepared later */
-    uint8_t opcode;
-    uint8_t sqe_flags;
-    uint16_t ioprio;
-    int32_t fd;
-    uint64_t off;
-    uint64_t addr;
-    uint32_t len;
-    uint32_t op_flags; /* rw_flags / msg flags / fsync flags ... */
-    uint16_t buf_index;
-    uint16_t state; /* idle, queued (overflow), submitted */
-    uint32_t reserved;
-    uint64_t addr3;
+    uint16_t state;       /* idle, queued (overflow), submitted */
+    uint16_t reserved16;
+    uint32_t reserved32;
+    /* The submission, laid out exactly as the kernel's 64-byte SQE (uring.c checks every
+     * offset), so preparing it is one copy; kept so an op that finds the SQ full can be
+     * prepared later. */
+    uint64_t sqe[8];
 };
 
 /* The calling thread's core id (0 .. loom_core_count() - 1). Core: any reactor thread. */
