@@ -91,7 +91,6 @@ static bool stack_take(struct loom__reactor *r, struct loom_fiber *f)
     struct loom__stack *s = r->stack_free[cls];
     if (s) {
         r->stack_free[cls] = s->next;
-        r->stacks_free[cls]--;
     } else {
         char *guard = loom__arena_carve(r, page + size, page);
         if (!guard)
@@ -119,7 +118,6 @@ static void stack_give(struct loom__reactor *r, struct loom_fiber *f)
 #endif
     s->next = r->stack_free[f->stack_class];
     r->stack_free[f->stack_class] = s;
-    r->stacks_free[f->stack_class]++;
     LOOM_ASSERT(r->stacks_in_use[f->stack_class] > 0);
     r->stacks_in_use[f->stack_class]--;
     /* a new fiber waiting for a stack of this class may run now */
@@ -208,12 +206,10 @@ int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
     return 0;
 }
 
-int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loom_fiber_fn fn,
-                           void *arg)
+int loom__fiber_spawn_call(struct loom__call *call, loom_fiber_fn fn, void *arg)
 {
     struct loom_fiber *f = NULL;
     struct loom_fiber_attr attr = {.name = "invoke_on", .stack = LOOM_STACK_MEDIUM};
-    (void)r;
     int rc = loom_spawn(&f, fn, arg, &attr);
     if (rc == 0)
         f->call = call;
@@ -274,12 +270,7 @@ static void stack_wait(struct loom__reactor *r, struct loom_fiber *f)
                   "and no fiber holds one to give back (raise --memory)",
                   f->name, loom__rt.config.stack_bytes[cls] >> 10);
     /* keep spawn order among the waiters */
-    f->next = NULL;
-    if (r->stack_wait_tail[cls])
-        r->stack_wait_tail[cls]->next = f;
-    else
-        r->stack_wait[cls] = f;
-    r->stack_wait_tail[cls] = f;
+    LOOM_FIFO_PUSH(r->stack_wait[cls], r->stack_wait_tail[cls], f);
     LOOM_STAT_INC(r, stack_waits);
 }
 

@@ -19,9 +19,22 @@
 #include "loom/loom.h"
 #include "wheel.h"
 
-#define LOOM_LIKELY(x)                       __builtin_expect(!!(x), 1)
-#define LOOM_UNLIKELY(x)                     __builtin_expect(!!(x), 0)
-#define LOOM_CACHELINE                       64
+#define LOOM_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define LOOM_UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define LOOM_CACHELINE   64
+
+/* Appends `node` to the intrusive FIFO (head, tail) linked through `->next`: the one queue
+ * shape of the runtime (ready fibers, overflowed ops, completed ops, parked and self
+ * messages, fibers waiting for a stack). */
+#define LOOM_FIFO_PUSH(head, tail, node)                                                           \
+    do {                                                                                           \
+        (node)->next = NULL;                                                                       \
+        if (tail)                                                                                  \
+            (tail)->next = (node);                                                                 \
+        else                                                                                       \
+            (head) = (node);                                                                       \
+        (tail) = (node);                                                                           \
+    } while (0)
 #define LOOM_CONTAINER_OF(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 /* Assertions stay on in every build: they guard invariants whose violation corrupts memory. */
@@ -171,7 +184,6 @@ struct loom__reactor {
     int64_t pass_end_ns; /* the task quota's end for this pass */
     struct loom_fiber *fiber_free;
     struct loom__stack *stack_free[LOOM_STACK_CLASSES];
-    uint64_t stacks_free[LOOM_STACK_CLASSES];          /* entries in stack_free */
     uint64_t stacks_in_use[LOOM_STACK_CLASSES];        /* held by fibers */
     struct loom_fiber *stack_wait[LOOM_STACK_CLASSES]; /* new fibers waiting for a stack */
     struct loom_fiber *stack_wait_tail[LOOM_STACK_CLASSES];
@@ -265,8 +277,7 @@ void *loom__arena_carve(struct loom__reactor *r, size_t bytes, size_t align); /*
 /* fiber.c */
 void loom__fiber_run_ready(struct loom__reactor *r); /* runs ready fibers up to quota */
 void loom__fiber_block(struct loom__reactor *r);     /* current fiber waits */
-int loom__fiber_spawn_call(struct loom__reactor *r, struct loom__call *call, loom_fiber_fn fn,
-                           void *arg);
+int loom__fiber_spawn_call(struct loom__call *call, loom_fiber_fn fn, void *arg);
 void loom__fiber_core_init(struct loom__reactor *r);
 void loom__fiber_core_deinit(struct loom__reactor *r);
 bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_fiber **fiber);
@@ -274,12 +285,7 @@ bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_
 /* Ready queue push (fiber.c owns the queue; inline because every wake-up goes through it). */
 static inline void loom__ready_push(struct loom__reactor *r, struct loom_fiber *f)
 {
-    f->next = NULL;
-    if (r->ready_tail)
-        r->ready_tail->next = f;
-    else
-        r->ready_head = f;
-    r->ready_tail = f;
+    LOOM_FIFO_PUSH(r->ready_head, r->ready_tail, f);
     r->ready_count++;
 }
 
@@ -334,7 +340,6 @@ int loom__reactor_create(unsigned core, struct loom__reactor **out); /* on its o
 void loom__reactor_run(struct loom__reactor *r);
 void loom__reactor_destroy(struct loom__reactor *r);
 void loom__op_start(struct loom__reactor *r, struct loom_op *op);
-void loom__request_stop(void);
 void loom__notify_all_cores(void); /* wake every core to look at the runtime's flags */
 int loom__op_cancel_queued(struct loom__reactor *r, struct loom_op *op);
 void loom__wake_any_thread(struct loom__reactor *target);
@@ -351,7 +356,6 @@ int loom__smp_init(struct loom__runtime *rt);  /* rings, after all registered */
 void loom__smp_drain(struct loom__reactor *r); /* inbound + self messages */
 void loom__smp_flush(struct loom__reactor *r); /* publish outbound, wake */
 bool loom__smp_has_inbound(struct loom__reactor *r);
-bool loom__smp_has_outbound(struct loom__reactor *r);
 bool loom__smp_parked_can_move(struct loom__reactor *r); /* a full ring has room again */
 
 /* stall.c */

@@ -83,12 +83,7 @@ void loom__op_start(struct loom__reactor *r, struct loom_op *op)
     }
     /* The SQ is full (or others wait already: keep their order): queue it. */
     op->state = LOOM_OP_QUEUED;
-    op->next = NULL;
-    if (r->overflow_tail)
-        r->overflow_tail->next = op;
-    else
-        r->overflow_head = op;
-    r->overflow_tail = op;
+    LOOM_FIFO_PUSH(r->overflow_head, r->overflow_tail, op);
     LOOM_STAT_INC(r, sqes_overflowed);
 }
 
@@ -123,11 +118,7 @@ int loom__op_cancel_queued(struct loom__reactor *r, struct loom_op *op)
     op->state = LOOM_OP_IDLE;
     LOOM_ASSERT(r->ops_in_flight > 0);
     r->ops_in_flight--;
-    if (r->done_tail)
-        r->done_tail->next = op;
-    else
-        r->done_head = op;
-    r->done_tail = op;
+    LOOM_FIFO_PUSH(r->done_head, r->done_tail, op);
     return 0;
 }
 
@@ -201,11 +192,6 @@ void loom_exit(int code)
     atomic_store(&loom__rt.exit_code, code);
     atomic_store(&loom__rt.stopping, 1);
     loom__notify_all_cores();
-}
-
-void loom__request_stop(void)
-{
-    loom_exit(0);
 }
 
 bool loom_stopping(void)
@@ -326,8 +312,7 @@ static void idle(struct loom__reactor *r)
      * seeing `sleeping` is caught here; one that publishes after sees it and wakes us. */
     atomic_store_explicit(&r->sleeping, 1, memory_order_seq_cst);
     if (has_runnable(r) || loom__uring_has_work(r) || r->sqes_pending ||
-        (loom__smp_has_outbound(r) && loom__smp_parked_can_move(r)) ||
-        (loom_stopping() && r->stop_deadline_ns == 0) ||
+        loom__smp_parked_can_move(r) || (loom_stopping() && r->stop_deadline_ns == 0) ||
         (r->shutdown_head && loom_shutdown_requested())) {
         atomic_store_explicit(&r->sleeping, 0, memory_order_relaxed);
         loom__uring_enter(r, 0);

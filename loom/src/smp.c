@@ -55,16 +55,23 @@ int loom__smp_init(struct loom__runtime *rt)
     return 0;
 }
 
-static void publish(struct loom__reactor *r, unsigned core, struct loom__spsc *q)
+/* After a seq_cst store another core must see (a ring's tail or head): wake `core` if it
+ * sleeps or is about to. Its seq_cst store of `sleeping` before its last look at the rings
+ * pairs with our store, so either it sees ours or we see its flag (x86: one xchg each);
+ * the exchange makes one waker per sleep. */
+static void wake_if_sleeping(struct loom__reactor *r, unsigned core)
 {
-    /* seq_cst store then seq_cst load (x86: one xchg): pairs with the consumer's seq_cst
-     * store of `sleeping` before its last look at the rings, so one of us sees the other */
-    atomic_store_explicit(&q->tail, q->prod_tail, memory_order_seq_cst);
-    q->dirty = false;
     struct loom__reactor *t = loom__rt.reactors[core];
     if (atomic_load_explicit(&t->sleeping, memory_order_seq_cst) &&
         atomic_exchange_explicit(&t->sleeping, 0, memory_order_relaxed))
         loom__uring_wake(r, core);
+}
+
+static void publish(struct loom__reactor *r, unsigned core, struct loom__spsc *q)
+{
+    atomic_store_explicit(&q->tail, q->prod_tail, memory_order_seq_cst);
+    q->dirty = false;
+    wake_if_sleeping(r, core);
 }
 
 /* Writes `msg` into the ring if there is room; false when full. */
@@ -86,12 +93,7 @@ static void park(struct loom__spsc *q, struct loom_msg *msg)
 {
     if (!q->park_head)
         atomic_store_explicit(&q->parked, 1, memory_order_relaxed);
-    msg->next = NULL;
-    if (q->park_tail)
-        q->park_tail->next = msg;
-    else
-        q->park_head = msg;
-    q->park_tail = msg;
+    LOOM_FIFO_PUSH(q->park_head, q->park_tail, msg);
 }
 
 void loom_msg_send(unsigned core, struct loom_msg *msg, loom_msg_fn fn)
@@ -103,11 +105,7 @@ void loom_msg_send(unsigned core, struct loom_msg *msg, loom_msg_fn fn)
     msg->next = NULL;
     LOOM_STAT_INC(r, msgs_sent);
     if (core == r->core) {
-        if (r->self_tail)
-            r->self_tail->next = msg;
-        else
-            r->self_head = msg;
-        r->self_tail = msg;
+        LOOM_FIFO_PUSH(r->self_head, r->self_tail, msg);
         return;
     }
     struct loom__spsc *q = r->out[core];
@@ -189,16 +187,6 @@ static void drain_self(struct loom__reactor *r)
     LOOM_STAT_ADD(r, msgs_received, n);
 }
 
-/* The producer parked messages and may sleep: it stored `sleeping` and then found no room;
- * we stored the new head and then look at `sleeping` (both seq_cst, as for messages). */
-static void wake_parked_producer(struct loom__spsc *q)
-{
-    struct loom__reactor *p = loom__rt.reactors[q->producer];
-    if (atomic_load_explicit(&p->sleeping, memory_order_seq_cst) &&
-        atomic_exchange_explicit(&p->sleeping, 0, memory_order_relaxed))
-        loom__uring_wake(loom__self, q->producer);
-}
-
 static uint32_t drain_ring(struct loom__spsc *q)
 {
     uint32_t head = q->cons_head;
@@ -219,8 +207,9 @@ static uint32_t drain_ring(struct loom__spsc *q)
     }
     q->cons_head = head;
     atomic_store_explicit(&q->head, head, memory_order_seq_cst);
+    /* the producer parked messages and may sleep waiting for this room */
     if (atomic_load_explicit(&q->parked, memory_order_seq_cst))
-        wake_parked_producer(q);
+        wake_if_sleeping(loom__self, q->producer);
     return n;
 }
 
@@ -248,14 +237,6 @@ bool loom__smp_has_inbound(struct loom__reactor *r)
         if (q->cons_head != atomic_load_explicit(&q->tail, memory_order_acquire))
             return true;
     }
-    return false;
-}
-
-bool loom__smp_has_outbound(struct loom__reactor *r)
-{
-    for (unsigned w = 0; w < (loom__rt.cores + 63) / 64; w++)
-        if (r->out_dirty[w])
-            return true;
     return false;
 }
 
@@ -296,8 +277,7 @@ static int call_fiber(void *arg)
 static void call_request_arrived(struct loom_msg *msg)
 {
     struct loom__call *call = LOOM_CONTAINER_OF(msg, struct loom__call, request);
-    struct loom__reactor *r = loom__self;
-    int rc = loom__fiber_spawn_call(r, call, call_fiber, call);
+    int rc = loom__fiber_spawn_call(call, call_fiber, call);
     if (rc < 0) {
         loom__log("error", "invoke_on: cannot spawn a fiber: %s", strerror(-rc));
         call->result = rc;
@@ -425,15 +405,13 @@ static void submitted_arrived(struct loom_msg *msg)
 
 int loom_submit_to(unsigned core, loom_call_fn fn, void *arg)
 {
-    struct loom__reactor *r = loom__reactor();
     if (core >= loom__rt.cores)
         return -EINVAL;
-    struct submitted *s = loom_alloc(sizeof(*s));
+    struct submitted *s = loom_alloc(sizeof(*s)); /* asserts a reactor thread */
     if (!s)
         return -ENOMEM;
     s->fn = fn;
     s->arg = arg;
-    (void)r;
     loom_msg_send(core, &s->msg, submitted_arrived);
     return 0;
 }

@@ -367,9 +367,7 @@ void loom__uring_wake(struct loom__reactor *r, unsigned target)
             return;
         }
     }
-    uint64_t one = 1;
-    ssize_t n = write(t->wake_fd, &one, sizeof(one));
-    (void)n; /* EAGAIN: the counter is saturated, so a wake-up is pending anyway */
+    loom__wake_any_thread(t);
     LOOM_STAT_INC(r, syscalls);
 }
 
@@ -378,7 +376,7 @@ void loom__wake_any_thread(struct loom__reactor *t)
 {
     uint64_t one = 1;
     ssize_t n = write(t->wake_fd, &one, sizeof(one));
-    (void)n;
+    (void)n; /* EAGAIN: the counter is saturated, so a wake-up is pending anyway */
 }
 
 int loom__uring_probe_report(char *buffer, size_t size)
