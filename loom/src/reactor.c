@@ -72,21 +72,6 @@ void loom__reactor_destroy(struct loom__reactor *r)
 
 /* ---- ops ------------------------------------------------------------------------------------ */
 
-void loom__op_start(struct loom__reactor *r, struct loom_op *op)
-{
-    LOOM_ASSERTF(op->state == LOOM_OP_IDLE, "op %p started while in flight", (void *)op);
-    LOOM_ASSERT(op->fn != NULL);
-    r->ops_in_flight++;
-    if (LOOM_LIKELY(r->overflow_head == NULL) && loom__uring_prep(r, op)) {
-        op->state = LOOM_OP_SUBMITTED;
-        return;
-    }
-    /* The SQ is full (or others wait already: keep their order): queue it. */
-    op->state = LOOM_OP_QUEUED;
-    LOOM_FIFO_PUSH(r->overflow_head, r->overflow_tail, op);
-    LOOM_STAT_INC(r, sqes_overflowed);
-}
-
 static void flush_overflow(struct loom__reactor *r)
 {
     while (r->overflow_head) {

@@ -54,7 +54,24 @@ struct loom__uring {
     uint64_t eventfd_value;
     struct signalfd_siginfo siginfo;
     bool signal_armed;
+    unsigned sq_room; /* SQEs known free without reading the kernel's head again */
 };
+
+/* io_uring_get_sqe() without re-reading the kernel's SQ head on every call: the head is read
+ * only when the room counted at the last read is used up. Every SQE of a reactor's ring comes
+ * from here, so the count stays exact (never more than the real room). No SQPOLL, no SQE128. */
+static inline struct io_uring_sqe *sqe_get(struct loom__uring *u)
+{
+    struct io_uring_sq *sq = &u->ring.sq;
+    if (LOOM_UNLIKELY(u->sq_room == 0)) {
+        unsigned head = IO_URING_READ_ONCE(*sq->khead);
+        u->sq_room = sq->ring_entries - (sq->sqe_tail - head);
+        if (u->sq_room == 0)
+            return NULL;
+    }
+    u->sq_room--;
+    return &sq->sqes[sq->sqe_tail++ & sq->ring_mask];
+}
 
 bool loom__feature_enabled(const char *name)
 {
@@ -129,7 +146,7 @@ static int setup_ring(struct loom__uring *u, unsigned entries)
 static void arm_eventfd(struct loom__reactor *r)
 {
     struct loom__uring *u = r->uring;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = sqe_get(u);
     LOOM_ASSERT(sqe != NULL); /* called right after a submit or at init: room in the SQ */
     io_uring_prep_read(sqe, r->wake_fd, &u->eventfd_value, sizeof(u->eventfd_value), 0);
     io_uring_sqe_set_data64(sqe, LOOM_UD_EVENTFD);
@@ -140,7 +157,7 @@ static void arm_eventfd(struct loom__reactor *r)
 static void arm_signalfd(struct loom__reactor *r)
 {
     struct loom__uring *u = r->uring;
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&u->ring);
+    struct io_uring_sqe *sqe = sqe_get(u);
     LOOM_ASSERT(sqe != NULL);
     io_uring_prep_read(sqe, loom__rt.signal_fd, &u->siginfo, sizeof(u->siginfo), 0);
     io_uring_sqe_set_data64(sqe, LOOM_UD_SIGNAL);
@@ -211,9 +228,9 @@ SQE_SAME(file_index, file_index);
 SQE_SAME(addr3, addr3);
 _Static_assert(sizeof(struct io_uring_sqe) == sizeof(struct loom__sqe), "SQE size");
 
-bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
+static inline bool uring_prep(struct loom__reactor *r, struct loom_op *op)
 {
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
+    struct io_uring_sqe *sqe = sqe_get(r->uring);
     if (LOOM_UNLIKELY(!sqe))
         return false;
     /* the op carries its SQE image: one 64-byte copy, then the op as user_data */
@@ -221,6 +238,27 @@ bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
     sqe->user_data = (uint64_t)(uintptr_t)op;
     r->sqes_pending++;
     return true;
+}
+
+bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
+{
+    return uring_prep(r, op);
+}
+
+/* Here rather than in reactor.c so that the SQE copy inlines into it: every op starts here. */
+void loom__op_start(struct loom__reactor *r, struct loom_op *op)
+{
+    LOOM_ASSERTF(op->state == LOOM_OP_IDLE, "op %p started while in flight", (void *)op);
+    LOOM_ASSERT(op->fn != NULL);
+    r->ops_in_flight++;
+    if (LOOM_LIKELY(r->overflow_head == NULL) && uring_prep(r, op)) {
+        op->state = LOOM_OP_SUBMITTED;
+        return;
+    }
+    /* The SQ is full (or others wait already: keep their order): queue it. */
+    op->state = LOOM_OP_QUEUED;
+    LOOM_FIFO_PUSH(r->overflow_head, r->overflow_tail, op);
+    LOOM_STAT_INC(r, sqes_overflowed);
 }
 
 bool loom__uring_has_work(struct loom__reactor *r)
@@ -358,7 +396,7 @@ void loom__uring_wake(struct loom__reactor *r, unsigned target)
     struct loom__reactor *t = loom__rt.reactors[target];
     LOOM_STAT_INC(r, wakeups_sent);
     if (r->uring->msg_ring) {
-        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
+        struct io_uring_sqe *sqe = sqe_get(r->uring);
         if (sqe) {
             io_uring_prep_msg_ring(sqe, t->uring->ring.ring_fd, 0, LOOM_UD_WAKE, 0);
             io_uring_sqe_set_data64(sqe, LOOM_UD_IGNORE);
@@ -398,7 +436,7 @@ int loom_op_cancel(struct loom_op *op)
         /* still in the overflow queue: never reached the kernel; complete it from the loop */
         return loom__op_cancel_queued(r, op);
     }
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&r->uring->ring);
+    struct io_uring_sqe *sqe = sqe_get(r->uring);
     if (!sqe) {
         /* submit only (no GETEVENTS): completions must not run inline from here */
         int rc = io_uring_submit(&r->uring->ring);
@@ -407,7 +445,7 @@ int loom_op_cancel(struct loom_op *op)
             LOOM_STAT_ADD(r, sqes_submitted, (uint64_t)rc);
             r->sqes_pending -= (uint32_t)rc < r->sqes_pending ? (uint32_t)rc : r->sqes_pending;
         }
-        sqe = io_uring_get_sqe(&r->uring->ring);
+        sqe = sqe_get(r->uring);
         LOOM_ASSERT(sqe != NULL);
     }
     io_uring_prep_cancel64(sqe, (uint64_t)(uintptr_t)op, 0);
