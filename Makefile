@@ -143,6 +143,28 @@ $(BUILD)/obj/test/%.c.o: test/%.c | $(DEPS_STAMP)
 
 BENCH_LIBS_nop_bench := -luring
 
+# ---- peer servers and load generators for benchmarks (bench/peers) ----
+# The echo benchmark's baselines (echo_uring: bare liburing; echo_uv: libuv) and its load
+# generator (echo_client) are programs of their own in $(BUILD)/bench/peers/, not linked with
+# benchlib or loom. echo_bench (bench/peers/echo_bench.c) starts them and the loom echo server
+# as child processes; it is built into $(BUILD)/bench/ so scripts/bench.sh runs it.
+PEER_PROGRAMS := echo_uring echo_uv echo_client
+PEERS := $(patsubst %,$(BUILD)/bench/peers/%,$(PEER_PROGRAMS))
+PEER_LIBS_echo_uring := -luring
+PEER_LIBS_echo_uv := -luv
+PEER_LIBS_echo_client := -luring
+ECHO_BENCH := $(BUILD)/bench/echo_bench
+benches: $(PEERS) $(ECHO_BENCH)
+
+$(BUILD)/bench/peers/%: bench/peers/%.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS) -o $@ $< $(PEER_LIBS_$*)
+
+$(ECHO_BENCH): bench/peers/echo_bench.c $(BENCHLIB_OBJS) | $(PEERS) $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< $(BENCHLIB_OBJS)
+# ---- end of bench/peers ----
+
 # make test: release runs every test; asan the unit tests at reduced scale; tsan the tests
 # tagged cross-thread (a "LOOM_TEST_TAGS: tsan" line in the source).
 test: $(DEPS_STAMP)
