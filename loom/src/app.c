@@ -141,6 +141,8 @@ void loom_config_init(struct loom_config *c)
     c->stack_bytes[LOOM_STACK_LARGE] = scale * 256 * 1024;
     c->ring_entries = 256;
     c->smp_ring_entries = 1024;
+    c->io_depth = 128;
+    c->io_buffer_bytes = 0;
 }
 
 /* ---- CPUs and topology ---------------------------------------------------------------------- */
@@ -432,7 +434,8 @@ static int runtime_init(const struct loom_config *config)
     loom__rt.cores = (unsigned)n;
     const struct loom_config *c = config;
     if (c->ring_entries < 8 || c->smp_ring_entries < 2 ||
-        (c->smp_ring_entries & (c->smp_ring_entries - 1)) != 0 || c->task_quota_ns <= 0) {
+        (c->smp_ring_entries & (c->smp_ring_entries - 1)) != 0 || c->task_quota_ns <= 0 ||
+        c->io_depth == 0) {
         loom__log("error", "invalid configuration (ring sizes or task quota)");
         return -EINVAL;
     }
@@ -491,6 +494,8 @@ enum {
     OPT_TASK_QUOTA_US,
     OPT_STALL_MS,
     OPT_STACK_SIZES,
+    OPT_IO_DEPTH,
+    OPT_IO_BUFFERS,
     OPT_HELP,
     OPT_APP = 2000,
 };
@@ -510,6 +515,9 @@ static const struct {
     {"task-quota-us", OPT_TASK_QUOTA_US, "N", "run fibers at most this long per loop turn (500)"},
     {"stall-ms", OPT_STALL_MS, "N", "report fibers that run longer without yielding (200; 0 off)"},
     {"stack-sizes", OPT_STACK_SIZES, "S,M,L", "the three fiber stack sizes (16K,64K,256K)"},
+    {"io-depth", OPT_IO_DEPTH, "N", "disk operations in flight per core; more wait in order (128)"},
+    {"io-buffers", OPT_IO_BUFFERS, "SIZE",
+     "registered O_DIRECT buffer pool per core (min(16M, budget/8))"},
     {"help", OPT_HELP, NULL, "show this help and exit"},
 };
 #define STANDARD_COUNT (sizeof(standard_options) / sizeof(standard_options[0]))
@@ -616,6 +624,13 @@ static int apply_standard(int id, const char *value, struct loom_config *c)
         return 0;
     case OPT_STACK_SIZES:
         return parse_stack_sizes(value, c);
+    case OPT_IO_DEPTH:
+        if (parse_int(value, 1, 65536, &v) < 0)
+            return -EINVAL;
+        c->io_depth = (unsigned)v;
+        return 0;
+    case OPT_IO_BUFFERS:
+        return loom_parse_size(value, &c->io_buffer_bytes);
     }
     return -EINVAL;
 }

@@ -91,6 +91,8 @@ struct loom_fiber {
     size_t stack_size;
     struct loom_baton *join_baton; /* the joiner's baton while it waits */
     struct loom__call *call;       /* set while running an invoke_on call */
+    struct loom_io_req *io_req;    /* the file request the fiber is blocked in (io.c) */
+    bool io_cancel;                /* loom_io_cancel(): end the current or next IO call */
     void *asan_fake_stack;
     void *tsan_fiber;
     int result;
@@ -196,6 +198,8 @@ struct loom__reactor {
     uint8_t *span_class; /* per 64 KiB span of the arena: 0 = not slab, else class + 1 */
 
     struct loom__uring *uring;
+    struct loom__io *io;       /* io.c: file IO state (budget, backend, buffer pool) */
+    struct loom__fault *fault; /* fault.c: NULL unless fault injection is on */
     struct loom_op *overflow_head, *overflow_tail; /* ops waiting for an SQE */
     struct loom_op *done_head, *done_tail;         /* completed without the kernel */
     uint32_t sqes_pending;                         /* prepared, not yet submitted */
@@ -333,6 +337,41 @@ int loom__uring_enter(struct loom__reactor *r, int64_t timeout_ns);
 bool loom__uring_has_work(struct loom__reactor *r); /* CQEs or kernel task work pending */
 void loom__uring_wake(struct loom__reactor *r, unsigned target); /* wake a sleeping core */
 int loom__uring_probe_report(char *buffer, size_t size);
+struct loom_io_req;
+void loom__uring_req_start(struct loom__reactor *r, struct loom_io_req *req); /* the backend */
+int loom__uring_register_buffer(struct loom__reactor *r, void *base, size_t bytes);
+
+/* io.c */
+struct loom__io;
+int loom__io_core_init(struct loom__reactor *r); /* after the ring exists */
+void loom__io_core_deinit(struct loom__reactor *r);
+/* Hands `req` to the core's backend, past the depth budget and fault injection. */
+void loom__io_backend_start(struct loom__reactor *r, struct loom_io_req *req);
+
+/* fault.c: called for every file request when r->fault is set. Returns true when the fault
+ * layer took `req` (completed it with loom_io_complete(), or will hand it to
+ * loom__io_backend_start() later); false to let it go on unchanged or shortened. */
+struct loom__fault;
+bool loom__fault_filter(struct loom__reactor *r, struct loom_io_req *req);
+void loom__fault_core_deinit(struct loom__reactor *r);
+
+/* Raw rings for threads that are not reactors (the IO pool): created, used and destroyed by
+ * one thread. */
+struct loom__raw_ring;
+struct loom__raw_cqe {
+    uint64_t user_data;
+    int32_t res;
+    uint32_t flags;
+};
+int loom__raw_ring_create(unsigned entries, struct loom__raw_ring **out);
+void loom__raw_ring_destroy(struct loom__raw_ring *rr);
+bool loom__raw_ring_push(struct loom__raw_ring *rr, const struct loom_io_req *req,
+                         uint64_t user_data); /* false: SQ full */
+unsigned loom__raw_ring_space(struct loom__raw_ring *rr);
+/* Submits what was pushed and waits for wait_nr completions (0: do not wait) up to
+ * timeout_ns (< 0: no limit). Returns >= 0 or -errno (-EINTR, ...). */
+int loom__raw_ring_enter(struct loom__raw_ring *rr, unsigned wait_nr, int64_t timeout_ns);
+unsigned loom__raw_ring_reap(struct loom__raw_ring *rr, struct loom__raw_cqe *out, unsigned max);
 bool loom__feature_enabled(const char *name); /* LOOM_DISABLE=name,... */
 
 /* reactor.c */

@@ -78,6 +78,10 @@ int loom__mem_reserve(struct loom__runtime *rt)
     }
     rt->memory_lo = base;
     rt->memory_bytes = total;
+    if (rt->config.io_buffer_bytes == 0) {
+        size_t pool = per_core / 8;
+        rt->config.io_buffer_bytes = pool < ((size_t)16 << 20) ? pool : ((size_t)16 << 20);
+    }
     rt->core_bytes = per_core;
     return 0;
 }

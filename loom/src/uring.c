@@ -19,6 +19,8 @@
 #include <valgrind/memcheck.h>
 
 #include "internal.h"
+#include "loom/io.h"
+#include "loom/io_backend.h"
 
 /* liburing 2.3 stops at opcode 48 (IORING_OP_SENDMSG_ZC is 48 in 6.1); the kernel here has
  * up to 62. Names we may use, defined here and probed at run time. */
@@ -50,6 +52,7 @@ struct loom__uring {
     unsigned setup_flags;
     bool msg_ring;      /* IORING_OP_MSG_RING usable for core wake-ups */
     bool registered_fd; /* ring fd registered: io_uring_enter skips the fd lookup */
+    bool ftruncate_op;  /* IORING_OP_FTRUNCATE (6.9+) */
     bool eventfd_armed;
     uint64_t eventfd_value;
     struct signalfd_siginfo siginfo;
@@ -181,6 +184,8 @@ int loom__uring_init(struct loom__reactor *r)
     if (probe) {
         u->msg_ring = io_uring_opcode_supported(probe, IORING_OP_MSG_RING) &&
                       loom__feature_enabled("msg_ring");
+        u->ftruncate_op = io_uring_opcode_supported(probe, LOOM_IORING_OP_FTRUNCATE) &&
+                          loom__feature_enabled("ftruncate_op");
         io_uring_free_probe(probe);
     }
     r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -452,4 +457,178 @@ int loom_op_cancel(struct loom_op *op)
     io_uring_sqe_set_data64(sqe, LOOM_UD_IGNORE);
     r->sqes_pending++;
     return 0;
+}
+
+/* ---- file requests: the io_uring backend ---------------------------------------------------- */
+
+/* Writes the SQE for `req` into `sqe` (a ring slot or an op's SQE image). */
+static void prep_req(struct io_uring_sqe *sqe, const struct loom_io_req *req)
+{
+    switch ((enum loom_io_kind)req->kind) {
+    case LOOM_IO_NOP:
+        io_uring_prep_nop(sqe);
+        break;
+    case LOOM_IO_OPENAT:
+        io_uring_prep_openat(sqe, req->fd, req->addr, (int)req->flags, req->mode);
+        break;
+    case LOOM_IO_CLOSE:
+        io_uring_prep_close(sqe, req->fd);
+        break;
+    case LOOM_IO_READ:
+        io_uring_prep_read(sqe, req->fd, req->addr, req->len, req->offset);
+        sqe->rw_flags = (int)req->flags;
+        break;
+    case LOOM_IO_WRITE:
+        io_uring_prep_write(sqe, req->fd, req->addr, req->len, req->offset);
+        sqe->rw_flags = (int)req->flags;
+        break;
+    case LOOM_IO_READV:
+        io_uring_prep_readv2(sqe, req->fd, req->addr, req->len, req->offset, (int)req->flags);
+        break;
+    case LOOM_IO_WRITEV:
+        io_uring_prep_writev2(sqe, req->fd, req->addr, req->len, req->offset, (int)req->flags);
+        break;
+    case LOOM_IO_READ_FIXED:
+        io_uring_prep_read_fixed(sqe, req->fd, req->addr, req->len, req->offset, req->buf_index);
+        break;
+    case LOOM_IO_WRITE_FIXED:
+        io_uring_prep_write_fixed(sqe, req->fd, req->addr, req->len, req->offset, req->buf_index);
+        break;
+    case LOOM_IO_FSYNC:
+        io_uring_prep_fsync(sqe, req->fd,
+                            (req->flags & LOOM_FSYNC_DATA) ? IORING_FSYNC_DATASYNC : 0);
+        break;
+    case LOOM_IO_FALLOCATE:
+        io_uring_prep_fallocate(sqe, req->fd, (int)req->mode, (off_t)req->offset,
+                                (off_t)req->length);
+        break;
+    case LOOM_IO_FTRUNCATE:
+        io_uring_prep_rw(LOOM_IORING_OP_FTRUNCATE, sqe, req->fd, NULL, 0, req->length);
+        break;
+    case LOOM_IO_STATX:
+        io_uring_prep_statx(sqe, req->fd, req->addr, (int)req->flags, req->mode, req->addr2);
+        break;
+    case LOOM_IO_RENAMEAT:
+        io_uring_prep_renameat(sqe, req->fd, req->addr, req->fd2, req->addr2, req->flags);
+        break;
+    case LOOM_IO_UNLINKAT:
+        io_uring_prep_unlinkat(sqe, req->fd, req->addr, (int)req->flags);
+        break;
+    case LOOM_IO_MKDIRAT:
+        io_uring_prep_mkdirat(sqe, req->fd, req->addr, req->mode);
+        break;
+    default:
+        LOOM_ASSERTF(false, "unknown file request kind %u", req->kind);
+    }
+}
+
+void loom__uring_req_start(struct loom__reactor *r, struct loom_io_req *req)
+{
+    if (LOOM_UNLIKELY(req->kind == LOOM_IO_FTRUNCATE && !r->uring->ftruncate_op)) {
+        /* kernels before 6.9 have no IORING_OP_FTRUNCATE: the syscall, completed from the loop */
+        int rc = ftruncate(req->fd, (off_t)req->length);
+        LOOM_STAT_INC(r, syscalls);
+        loom_io_complete(req, rc < 0 ? -errno : 0);
+        return;
+    }
+    prep_req((struct io_uring_sqe *)req->op.sqe, req);
+    loom__op_start(r, &req->op);
+}
+
+/* ---- registered buffers --------------------------------------------------------------------- */
+
+int loom__uring_register_buffer(struct loom__reactor *r, void *base, size_t bytes)
+{
+    struct iovec iov = {.iov_base = base, .iov_len = bytes};
+    int rc = io_uring_register_buffers(&r->uring->ring, &iov, 1);
+    LOOM_STAT_INC(r, syscalls);
+    return rc;
+}
+
+/* ---- raw rings: one per IO pool thread (iopool.c) -------------------------------------------- */
+
+struct loom__raw_ring {
+    struct io_uring ring;
+};
+
+int loom__raw_ring_create(unsigned entries, struct loom__raw_ring **out)
+{
+    struct loom__raw_ring *rr = calloc(1, sizeof(*rr));
+    if (!rr)
+        return -ENOMEM;
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP;
+    p.cq_entries = entries * 2;
+    if (loom__feature_enabled("single_issuer"))
+        p.flags |= IORING_SETUP_SINGLE_ISSUER;
+    if ((p.flags & IORING_SETUP_SINGLE_ISSUER) && loom__feature_enabled("defer_taskrun"))
+        p.flags |= IORING_SETUP_DEFER_TASKRUN;
+    int rc = io_uring_queue_init_params(entries, &rr->ring, &p);
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof(p));
+        rc = io_uring_queue_init_params(entries, &rr->ring, &p);
+    }
+    if (rc < 0) {
+        explain_setup_error(rc);
+        free(rr);
+        return rc;
+    }
+    if (loom__feature_enabled("register_ring_fd"))
+        (void)io_uring_register_ring_fd(&rr->ring);
+    *out = rr;
+    return 0;
+}
+
+void loom__raw_ring_destroy(struct loom__raw_ring *rr)
+{
+    if (!rr)
+        return;
+    io_uring_queue_exit(&rr->ring);
+    free(rr);
+}
+
+bool loom__raw_ring_push(struct loom__raw_ring *rr, const struct loom_io_req *req,
+                         uint64_t user_data)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&rr->ring);
+    if (!sqe)
+        return false;
+    prep_req(sqe, req); /* FTRUNCATE on a kernel without it completes with -EINVAL */
+    io_uring_sqe_set_data64(sqe, user_data);
+    return true;
+}
+
+unsigned loom__raw_ring_space(struct loom__raw_ring *rr)
+{
+    return io_uring_sq_space_left(&rr->ring);
+}
+
+int loom__raw_ring_enter(struct loom__raw_ring *rr, unsigned wait_nr, int64_t timeout_ns)
+{
+    if (wait_nr == 0)
+        return io_uring_submit_and_get_events(&rr->ring);
+    struct io_uring_cqe *cqe = NULL;
+    struct __kernel_timespec ts = {.tv_sec = timeout_ns / LOOM_NS_PER_S,
+                                   .tv_nsec = timeout_ns % LOOM_NS_PER_S};
+    int rc = io_uring_submit_and_wait_timeout(&rr->ring, &cqe, wait_nr,
+                                              timeout_ns >= 0 ? &ts : NULL, NULL);
+    return rc == -ETIME ? 0 : rc;
+}
+
+unsigned loom__raw_ring_reap(struct loom__raw_ring *rr, struct loom__raw_cqe *out, unsigned max)
+{
+    unsigned head, n = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&rr->ring, head, cqe)
+    {
+        if (n == max)
+            break;
+        out[n].user_data = cqe->user_data;
+        out[n].res = cqe->res;
+        out[n].flags = cqe->flags;
+        n++;
+    }
+    io_uring_cq_advance(&rr->ring, n);
+    return n;
 }

@@ -32,6 +32,9 @@ struct loom_config {
     size_t stack_bytes[3];     /* the three stack size classes */
     unsigned ring_entries;     /* io_uring SQ entries per core */
     unsigned smp_ring_entries; /* slots per cross-core ring (power of two) */
+    unsigned io_depth;         /* disk operations in flight per core (--io-depth) */
+    size_t io_buffer_bytes;    /* registered IO buffer pool per core (--io-buffers);
+                                * 0 = min(16 MiB, an eighth of the core's budget) */
     bool oversubscribe;        /* allow smp above the CPU count, pinning cores round-robin
                                 * (for tests of many-core logic on small machines; there
                                 * is no command-line option for it) */

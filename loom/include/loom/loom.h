@@ -15,5 +15,8 @@
 #include "loom/smp.h"
 #include "loom/mem.h"
 #include "loom/app.h"
+#include "loom/io.h"
+#include "loom/io_backend.h"
+#include "loom/fault.h"
 
 #endif
