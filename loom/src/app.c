@@ -143,6 +143,9 @@ void loom_config_init(struct loom_config *c)
     c->smp_ring_entries = 1024;
     c->io_depth = 128;
     c->io_buffer_bytes = 0;
+    c->net_buffer_bytes = 0;
+    c->net_buffer_size = 16 * 1024;
+    c->zc_threshold = 64 * 1024;
 }
 
 /* ---- CPUs and topology ---------------------------------------------------------------------- */
@@ -496,6 +499,9 @@ enum {
     OPT_STACK_SIZES,
     OPT_IO_DEPTH,
     OPT_IO_BUFFERS,
+    OPT_NET_BUFFERS,
+    OPT_NET_BUFFER_SIZE,
+    OPT_ZC_THRESHOLD,
     OPT_HELP,
     OPT_APP = 2000,
 };
@@ -518,6 +524,10 @@ static const struct {
     {"io-depth", OPT_IO_DEPTH, "N", "disk operations in flight per core; more wait in order (128)"},
     {"io-buffers", OPT_IO_BUFFERS, "SIZE",
      "registered O_DIRECT buffer pool per core (min(16M, budget/8))"},
+    {"net-buffers", OPT_NET_BUFFERS, "SIZE", "receive buffer ring per core (min(32M, budget/8))"},
+    {"net-buffer-size", OPT_NET_BUFFER_SIZE, "SIZE", "one receive buffer (16K)"},
+    {"zc-threshold", OPT_ZC_THRESHOLD, "SIZE",
+     "zero-copy sends from this size to non-loopback peers (64K; 0 = never)"},
     {"help", OPT_HELP, NULL, "show this help and exit"},
 };
 #define STANDARD_COUNT (sizeof(standard_options) / sizeof(standard_options[0]))
@@ -631,6 +641,15 @@ static int apply_standard(int id, const char *value, struct loom_config *c)
         return 0;
     case OPT_IO_BUFFERS:
         return loom_parse_size(value, &c->io_buffer_bytes);
+    case OPT_NET_BUFFERS:
+        return loom_parse_size(value, &c->net_buffer_bytes);
+    case OPT_NET_BUFFER_SIZE:
+        if (loom_parse_size(value, &c->net_buffer_size) < 0 || c->net_buffer_size < 64 ||
+            c->net_buffer_size > ((size_t)1 << 30))
+            return -EINVAL;
+        return 0;
+    case OPT_ZC_THRESHOLD:
+        return loom_parse_size(value, &c->zc_threshold);
     }
     return -EINVAL;
 }

@@ -200,6 +200,7 @@ struct loom__reactor {
     struct loom__uring *uring;
     struct loom__io *io;       /* io.c: file IO state (budget, backend, buffer pool) */
     struct loom__fault *fault; /* fault.c: NULL unless fault injection is on */
+    struct loom__net *net;     /* net.c: the provided-buffer ring and its buffers */
     struct loom_op *overflow_head, *overflow_tail; /* ops waiting for an SQE */
     struct loom_op *done_head, *done_tail;         /* completed without the kernel */
     uint32_t sqes_pending;                         /* prepared, not yet submitted */
@@ -340,6 +341,33 @@ int loom__uring_probe_report(char *buffer, size_t size);
 struct loom_io_req;
 void loom__uring_req_start(struct loom__reactor *r, struct loom_io_req *req); /* the backend */
 int loom__uring_register_buffer(struct loom__reactor *r, void *base, size_t bytes);
+
+/* uring.c: network ops (the SQE image of `op`) and the provided-buffer ring */
+struct msghdr;
+struct sockaddr;
+void loom__prep_accept_multishot(struct loom_op *op, int fd);
+void loom__prep_recv_multishot(struct loom_op *op, int fd, uint16_t group);
+void loom__prep_recv(struct loom_op *op, int fd, void *buf, size_t len, int flags);
+void loom__prep_send(struct loom_op *op, int fd, const void *buf, size_t len, int flags);
+void loom__prep_send_zc(struct loom_op *op, int fd, const void *buf, size_t len, int flags);
+void loom__prep_sendmsg(struct loom_op *op, int fd, const struct msghdr *msg, int flags);
+void loom__prep_connect(struct loom_op *op, int fd, const struct sockaddr *addr, unsigned len);
+void loom__prep_shutdown(struct loom_op *op, int fd, int how);
+void loom__prep_close(struct loom_op *op, int fd);
+bool loom__cqe_is_notif(uint32_t cqe_flags);
+bool loom__cqe_more(uint32_t cqe_flags);
+bool loom__notif_copied(int32_t res);
+int loom__cqe_buffer(uint32_t cqe_flags); /* provided-buffer id, or -1 */
+struct loom__bufring;
+int loom__bufring_create(struct loom__reactor *r, uint16_t group, unsigned entries,
+                         struct loom__bufring **out);
+void loom__bufring_add(struct loom__bufring *br, void *addr, uint32_t len, uint16_t bid);
+void loom__bufring_publish(struct loom__bufring *br);
+
+/* net.c */
+struct loom__net;
+int loom__net_core_init(struct loom__reactor *r);
+void loom__net_core_deinit(struct loom__reactor *r);
 
 /* io.c */
 struct loom__io;

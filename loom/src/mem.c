@@ -82,6 +82,10 @@ int loom__mem_reserve(struct loom__runtime *rt)
         size_t pool = per_core / 8;
         rt->config.io_buffer_bytes = pool < ((size_t)16 << 20) ? pool : ((size_t)16 << 20);
     }
+    if (rt->config.net_buffer_bytes == 0) {
+        size_t ring = per_core / 8;
+        rt->config.net_buffer_bytes = ring < ((size_t)32 << 20) ? ring : ((size_t)32 << 20);
+    }
     rt->core_bytes = per_core;
     return 0;
 }

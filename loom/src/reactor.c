@@ -55,6 +55,9 @@ int loom__reactor_create(unsigned core, struct loom__reactor **out)
     rc = loom__io_core_init(r);
     if (rc < 0)
         return rc;
+    rc = loom__net_core_init(r);
+    if (rc < 0)
+        return rc;
     loom__fiber_core_init(r);
     loom__stall_thread_init();
     return 0;
@@ -65,6 +68,7 @@ void loom__reactor_destroy(struct loom__reactor *r)
     if (!r)
         return;
     loom__fiber_core_deinit(r);
+    loom__net_core_deinit(r);
     loom__io_core_deinit(r);
     loom__uring_deinit(r);
     if (loom__rt.reactors[r->core] == r)

@@ -632,3 +632,142 @@ unsigned loom__raw_ring_reap(struct loom__raw_ring *rr, struct loom__raw_cqe *ou
     io_uring_cq_advance(&rr->ring, n);
     return n;
 }
+
+/* ---- network ops and the provided-buffer ring ----------------------------------------------- */
+
+#ifndef IORING_SEND_ZC_REPORT_USAGE
+#define IORING_SEND_ZC_REPORT_USAGE (1U << 3)
+#endif
+#ifndef IORING_NOTIF_USAGE_ZC_COPIED
+#define IORING_NOTIF_USAGE_ZC_COPIED (1U << 31)
+#endif
+
+static struct io_uring_sqe *op_sqe(struct loom_op *op)
+{
+    return (struct io_uring_sqe *)op->sqe;
+}
+
+void loom__prep_accept_multishot(struct loom_op *op, int fd)
+{
+    io_uring_prep_multishot_accept(op_sqe(op), fd, NULL, NULL, SOCK_CLOEXEC);
+}
+
+void loom__prep_recv_multishot(struct loom_op *op, int fd, uint16_t group)
+{
+    struct io_uring_sqe *sqe = op_sqe(op);
+    io_uring_prep_recv_multishot(sqe, fd, NULL, 0, 0);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = group;
+}
+
+void loom__prep_recv(struct loom_op *op, int fd, void *buf, size_t len, int flags)
+{
+    io_uring_prep_recv(op_sqe(op), fd, buf, len, flags);
+}
+
+void loom__prep_send(struct loom_op *op, int fd, const void *buf, size_t len, int flags)
+{
+    io_uring_prep_send(op_sqe(op), fd, buf, len, flags);
+}
+
+void loom__prep_send_zc(struct loom_op *op, int fd, const void *buf, size_t len, int flags)
+{
+    struct io_uring_sqe *sqe = op_sqe(op);
+    io_uring_prep_send_zc(sqe, fd, buf, len, flags, 0);
+    sqe->ioprio |= IORING_SEND_ZC_REPORT_USAGE;
+}
+
+bool loom__cqe_is_notif(uint32_t cqe_flags)
+{
+    return (cqe_flags & IORING_CQE_F_NOTIF) != 0;
+}
+
+bool loom__cqe_more(uint32_t cqe_flags)
+{
+    return (cqe_flags & IORING_CQE_F_MORE) != 0;
+}
+
+bool loom__notif_copied(int32_t res)
+{
+    return ((uint32_t)res & IORING_NOTIF_USAGE_ZC_COPIED) != 0;
+}
+
+/* The provided-buffer id of a CQE, or -1 when it carries none. */
+int loom__cqe_buffer(uint32_t cqe_flags)
+{
+    if (!(cqe_flags & IORING_CQE_F_BUFFER))
+        return -1;
+    return (int)(cqe_flags >> IORING_CQE_BUFFER_SHIFT);
+}
+
+void loom__prep_sendmsg(struct loom_op *op, int fd, const struct msghdr *msg, int flags)
+{
+    io_uring_prep_sendmsg(op_sqe(op), fd, msg, (unsigned)flags);
+}
+
+void loom__prep_connect(struct loom_op *op, int fd, const struct sockaddr *addr, socklen_t len)
+{
+    io_uring_prep_connect(op_sqe(op), fd, addr, len);
+}
+
+void loom__prep_shutdown(struct loom_op *op, int fd, int how)
+{
+    io_uring_prep_shutdown(op_sqe(op), fd, how);
+}
+
+void loom__prep_close(struct loom_op *op, int fd)
+{
+    io_uring_prep_close(op_sqe(op), fd);
+}
+
+struct loom__bufring {
+    struct io_uring_buf_ring *ring;
+    unsigned entries, mask;
+    uint16_t group;
+    uint16_t added; /* buffers added since the last publish */
+};
+
+int loom__bufring_create(struct loom__reactor *r, uint16_t group, unsigned entries,
+                         struct loom__bufring **out)
+{
+    LOOM_ASSERT(entries >= 1 && entries <= 32768 && (entries & (entries - 1)) == 0);
+    struct loom__bufring *br = loom__arena_carve(r, sizeof(*br), LOOM_CACHELINE);
+    if (!br)
+        return -ENOMEM;
+    memset(br, 0, sizeof(*br));
+    size_t bytes = (size_t)entries * sizeof(struct io_uring_buf);
+    br->ring = loom__arena_carve(r, bytes, 4096);
+    if (!br->ring)
+        return -ENOMEM;
+    memset(br->ring, 0, bytes);
+    io_uring_buf_ring_init(br->ring);
+    struct io_uring_buf_reg reg;
+    memset(&reg, 0, sizeof(reg));
+    reg.ring_addr = (uint64_t)(uintptr_t)br->ring;
+    reg.ring_entries = entries;
+    reg.bgid = group;
+    int rc = io_uring_register_buf_ring(&r->uring->ring, &reg, 0);
+    LOOM_STAT_INC(r, syscalls);
+    if (rc < 0)
+        return rc;
+    br->entries = entries;
+    br->mask = entries - 1;
+    br->group = group;
+    *out = br;
+    return 0;
+}
+
+/* Queues buffer `bid` for the kernel; visible after loom__bufring_publish(). */
+void loom__bufring_add(struct loom__bufring *br, void *addr, uint32_t len, uint16_t bid)
+{
+    io_uring_buf_ring_add(br->ring, addr, len, bid, (int)br->mask, br->added);
+    br->added++;
+}
+
+void loom__bufring_publish(struct loom__bufring *br)
+{
+    if (br->added) {
+        io_uring_buf_ring_advance(br->ring, br->added);
+        br->added = 0;
+    }
+}

@@ -35,6 +35,10 @@ struct loom_config {
     unsigned io_depth;         /* disk operations in flight per core (--io-depth) */
     size_t io_buffer_bytes;    /* registered IO buffer pool per core (--io-buffers);
                                 * 0 = min(16 MiB, an eighth of the core's budget) */
+    size_t net_buffer_bytes;   /* receive buffer ring per core (--net-buffers);
+                                * 0 = min(32 MiB, an eighth of the core's budget) */
+    size_t net_buffer_size;    /* one receive buffer (--net-buffer-size) */
+    size_t zc_threshold;       /* sends this large use send_zc to non-loopback peers; 0 = never */
     bool oversubscribe;        /* allow smp above the CPU count, pinning cores round-robin
                                 * (for tests of many-core logic on small machines; there
                                 * is no command-line option for it) */

@@ -18,5 +18,6 @@
 #include "loom/io.h"
 #include "loom/io_backend.h"
 #include "loom/fault.h"
+#include "loom/net.h"
 
 #endif

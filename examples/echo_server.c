@@ -1,0 +1,239 @@
+/* SPDX-License-Identifier: MIT
+ * echo_server.c - a TCP echo server on every core, in loom's callback style.
+ *
+ * Every core listens on the same port (SO_REUSEPORT, so the kernel spreads connections over
+ * the cores) with a multishot accept. A connection is one struct conn (a socket, a send op
+ * and the chunk being sent: a few hundred bytes, no fiber and no buffer while idle). Received
+ * chunks are lent by the core's buffer ring and sent back from that same memory, without a
+ * copy; the next chunk is taken only when the previous one is fully sent, so a slow reader
+ * makes its socket queue up to its receive limit and then pause: TCP pushes back on the peer.
+ *
+ *   echo_server [--host ADDR] [--port N] [--stats] [loom options...]   (see --help)
+ * SIGINT/SIGTERM stop it in order: no more accepts, every connection closed, buffers returned.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <loom/loom.h>
+
+static const char *host = "127.0.0.1";
+static long port = 7000;
+static bool print_stats;
+
+struct conn {
+    struct loom_sock sock;
+    struct loom_op send_op;
+    struct loom_rbuf chunk; /* being sent */
+    uint32_t sent;          /* bytes of `chunk` sent */
+    bool sending, closing, closed;
+    struct conn *prev, *next; /* the core's connections, for shutdown */
+};
+
+/* per core (each core touches only its own slot) */
+struct core_state {
+    int listen_fd;
+    struct loom_acceptor acceptor;
+    struct conn *conns;
+    uint64_t accepted, accept_errors, live;
+};
+static struct core_state cores[LOOM_CORES_MAX];
+
+static void conn_freed(struct loom_sock *sock)
+{
+    struct conn *c = sock->data;
+    struct core_state *cs = &cores[loom_core_id()];
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        cs->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    cs->live--;
+    loom_free(c);
+}
+
+/* Closes now, or when the send in flight is done. */
+static void conn_close(struct conn *c)
+{
+    c->closing = true;
+    if (!c->sending && !c->closed) {
+        c->closed = true;
+        loom_sock_close_async(&c->sock, conn_freed);
+    }
+}
+
+static void send_next(struct conn *c);
+
+static void send_done(struct loom_op *op)
+{
+    struct conn *c = op->data;
+    c->sending = false;
+    if (op->res > 0) {
+        c->sent += (uint32_t)op->res;
+        if (c->sent < c->chunk.len && !c->closing) { /* short send: the rest */
+            c->sending = true;
+            loom_op_send(&c->send_op, c->sock.fd, c->chunk.data + c->sent, c->chunk.len - c->sent,
+                         0, send_done, c);
+            return;
+        }
+    }
+    loom_rbuf_release(&c->chunk);
+    if (op->res <= 0 || c->closing) {
+        conn_close(c);
+        return;
+    }
+    send_next(c);
+}
+
+/* Takes the next received chunk and sends it back. */
+static void send_next(struct conn *c)
+{
+    if (c->sending || c->closing)
+        return;
+    ssize_t n = loom_sock_next(&c->sock, &c->chunk);
+    if (n == -EAGAIN)
+        return;
+    if (n <= 0) { /* end of stream or error */
+        conn_close(c);
+        return;
+    }
+    c->sent = 0;
+    c->sending = true;
+    loom_op_send(&c->send_op, c->sock.fd, c->chunk.data, c->chunk.len, 0, send_done, c);
+}
+
+static void on_readable(struct loom_sock *sock)
+{
+    send_next(sock->data);
+}
+
+static void on_accept(struct loom_acceptor *a, int fd)
+{
+    struct core_state *cs = a->data;
+    if (fd < 0) {
+        cs->accept_errors++;
+        if (cs->accept_errors < 10 || cs->accept_errors % 1000 == 0)
+            fprintf(stderr, "echo_server: accept on core %u: %s\n", loom_core_id(), strerror(-fd));
+        return;
+    }
+    struct conn *c = loom_alloc(sizeof(*c));
+    if (!c) {
+        fprintf(stderr, "echo_server: core %u: out of memory for a connection\n", loom_core_id());
+        close(fd);
+        return;
+    }
+    memset(c, 0, sizeof(*c));
+    loom_socket_nodelay(fd, true);
+    if (loom_sock_open(&c->sock, fd, on_readable, c) < 0) {
+        close(fd);
+        loom_free(c);
+        return;
+    }
+    c->next = cs->conns;
+    if (c->next)
+        c->next->prev = c;
+    cs->conns = c;
+    cs->accepted++;
+    cs->live++;
+}
+
+static int core_start(void *arg)
+{
+    (void)arg;
+    struct core_state *cs = &cores[loom_core_id()];
+    cs->listen_fd = loom_listen(host, (uint16_t)port, 4096, LOOM_LISTEN_REUSEPORT);
+    if (cs->listen_fd < 0)
+        return cs->listen_fd;
+    return loom_acceptor_start(&cs->acceptor, cs->listen_fd, on_accept, cs);
+}
+
+static int core_stop(void *arg)
+{
+    (void)arg;
+    unsigned core = loom_core_id();
+    struct core_state *cs = &cores[core];
+    if (cs->listen_fd >= 0) {
+        loom_acceptor_stop(&cs->acceptor);
+        loom_close(cs->listen_fd);
+        cs->listen_fd = -1;
+    }
+    for (struct conn *c = cs->conns; c; c = c->next)
+        conn_close(c);
+    while (cs->live > 0)
+        loom_sleep(LOOM_NS_PER_MS);
+    if (print_stats) {
+        struct loom_net_stats st;
+        loom_net_stats_get(&st);
+        printf("core %u: accepted %" PRIu64 ", received %" PRIu64 " bytes in %" PRIu64
+               " CQEs, -ENOBUFS %" PRIu64 ", re-arms %" PRIu64 ", buffers %u x %u, in use %u\n",
+               core, cs->accepted, st.recv_bytes, st.recv_cqes, st.enobufs, st.rearms, st.buffers,
+               st.buffer_size, st.buffers_in_use);
+    }
+    return 0;
+}
+
+static int server_main(void *arg)
+{
+    (void)arg;
+    for (unsigned i = 0; i < LOOM_CORES_MAX; i++)
+        cores[i].listen_fd = -1;
+    int rc = loom_invoke_on_all(core_start, NULL, LOOM_NO_DEADLINE);
+    if (rc < 0) {
+        fprintf(stderr, "echo_server: cannot listen on %s:%ld: %s\n", host, port, strerror(-rc));
+        loom_invoke_on_all(core_stop, NULL, LOOM_NO_DEADLINE);
+        return 1;
+    }
+    printf("echo_server: listening on %s:%ld on %u core(s)\n", host, port, loom_core_count());
+    fflush(stdout);
+    loom_wait_shutdown(LOOM_NO_DEADLINE);
+    loom_invoke_on_all(core_stop, NULL, LOOM_NO_DEADLINE);
+    return 0;
+}
+
+static int parse_port(const char *value, void *ctx)
+{
+    (void)ctx;
+    char *end;
+    errno = 0;
+    long v = strtol(value, &end, 10);
+    if (errno || *end || end == value || v < 1 || v > 65535)
+        return -EINVAL;
+    port = v;
+    return 0;
+}
+
+static int parse_host(const char *value, void *ctx)
+{
+    (void)ctx;
+    host = value;
+    return 0;
+}
+
+static int parse_stats(const char *value, void *ctx)
+{
+    (void)value;
+    (void)ctx;
+    print_stats = true;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct loom_option options[] = {
+        {"host", "ADDR", "numeric address to listen on (127.0.0.1)", parse_host, NULL},
+        {"port", "N", "TCP port (7000)", parse_port, NULL},
+        {"stats", NULL, "print each core's network counters at exit", parse_stats, NULL},
+    };
+    struct loom_app app = {
+        .name = "echo_server",
+        .summary = "a TCP echo server on every core (multishot accept and receive, no copies)",
+        .options = options,
+        .option_count = sizeof(options) / sizeof(options[0]),
+        .main = server_main,
+    };
+    return loom_app_main(&app, argc, argv);
+}
