@@ -11,6 +11,10 @@
  * utime+stime from /proc/PID/stat when the client says the interval starts and again when it
  * ends, which gives server CPU per request (us/req) or per MB (us/MB, MB = 10^6 bytes). Runs are
  * interleaved (loom, raw, libuv, loom, ...) for ROUNDS rounds and the medians reported.
+ * Figures: echo_pingpong_64b (req/s), echo_stream_4k and echo_stream_64k (MB/s), each against
+ * raw_liburing and libuv, and their _cpu twins (us/req, us/MB: lower is better). Server CPU
+ * includes the loopback TCP work done in its context (softirqs run on its syscalls); an info
+ * line says how much CPU other processes took meanwhile, since a busy machine skews everything.
  * The loom server is <dir of this program>/../examples/echo_server, run as
  * `echo_server --smp 1 --cpuset 0 --port P` (override: --loom PATH or $LOOM_ECHO_SERVER); when
  * it does not exist loom's figures are skipped, and the raw_liburing vs libuv figures (reported
@@ -74,7 +78,7 @@ static struct {
     double seconds, warmup;
     int port;
     char loom[PATH_MAX];
-} opt = {.rounds = 3, .seconds = 2.0, .warmup = 0.5};
+} opt = {.rounds = 3, .seconds = 2.0, .warmup = 1.0};
 
 static char paths[SERVER_COUNT][PATH_MAX];
 static char client_path[PATH_MAX];
@@ -121,6 +125,36 @@ static double cpu_us(pid_t pid)
         return -1;
     return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
 }
+
+/* Busy time (all but idle and iowait) of CPUs SERVER_CPU and CLIENT_CPU in microseconds,
+ * from /proc/stat, or -1. */
+static double cpus_busy_us(void)
+{
+    FILE *f = fopen("/proc/stat", "re");
+    if (f == NULL)
+        return -1;
+    char line[512];
+    double busy = 0;
+    int found = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        int cpu;
+        unsigned long long v[8] = {0};
+        if (sscanf(line, "cpu%d %llu %llu %llu %llu %llu %llu %llu %llu", &cpu, &v[0], &v[1], &v[2],
+                   &v[3], &v[4], &v[5], &v[6], &v[7]) != 9)
+            continue;
+        if (cpu != SERVER_CPU && cpu != CLIENT_CPU)
+            continue;
+        /* user nice system [idle iowait] irq softirq steal */
+        busy += (double)(v[0] + v[1] + v[2] + v[5] + v[6] + v[7]);
+        found++;
+    }
+    fclose(f);
+    return found > 0 ? busy * 1e6 / (double)sysconf(_SC_CLK_TCK) : -1;
+}
+
+/* Wall time and CPU time taken by other processes on the two CPUs, over all measured intervals:
+ * the figures are only as good as the machine is quiet. */
+static double total_wall_us, total_other_us;
 
 /* fork + exec `argv`; stdout to `stdout_fd` (or /dev/null when -1). The child dies with us. */
 static pid_t spawn(char *const argv[], int stdout_fd)
@@ -260,15 +294,15 @@ static bool run_client(const struct workload *w, int port, pid_t server_pid, str
     children[1] = client;
     int64_t limit_ns = (int64_t)((opt.warmup + opt.seconds) * 1e9) + 10000000000LL;
     char line[256];
-    double s0 = 0, s1 = 0, c0 = 0, c1 = 0;
+    double s0 = 0, s1 = 0, c0 = 0, c1 = 0, b0 = 0, b1 = 0;
     int64_t t0 = 0, t1 = 0;
     unsigned long long requests = 0, bytes = 0;
     double seconds = 0;
     bool ok = read_line(pipefd[0], line, sizeof(line), limit_ns) && strcmp(line, "start") == 0;
     if (ok) {
-        s0 = cpu_us(server_pid), c0 = cpu_us(client), t0 = now_ns();
+        b0 = cpus_busy_us(), s0 = cpu_us(server_pid), c0 = cpu_us(client), t0 = now_ns();
         ok = read_line(pipefd[0], line, sizeof(line), limit_ns);
-        s1 = cpu_us(server_pid), c1 = cpu_us(client), t1 = now_ns();
+        b1 = cpus_busy_us(), s1 = cpu_us(server_pid), c1 = cpu_us(client), t1 = now_ns();
     }
     ok = ok &&
          sscanf(line, "requests=%llu bytes=%llu seconds=%lf", &requests, &bytes, &seconds) == 3;
@@ -290,6 +324,10 @@ static bool run_client(const struct workload *w, int port, pid_t server_pid, str
     out->cpu_per = (s1 - s0) / (w->stream ? mb : (double)requests);
     out->server_util = (s1 - s0) / wall_us;
     out->client_util = (c1 - c0) / wall_us;
+    if (b0 >= 0 && b1 >= 0) {
+        total_wall_us += wall_us;
+        total_other_us += (b1 - b0) - (s1 - s0) - (c1 - c0);
+    }
     return true;
 }
 
@@ -508,6 +546,12 @@ int main(int argc, char **argv)
     }
     for (int s = 0; s < SERVER_COUNT; s++)
         report_server((enum server)s);
+    if (total_wall_us > 0) {
+        double other = total_other_us / total_wall_us; /* in CPUs */
+        printf("info: echo: other processes used %.0f%% of a CPU on CPUs %d-%d while measuring%s\n",
+               100 * (other > 0 ? other : 0), SERVER_CPU, CLIENT_CPU,
+               other > 0.1 ? " (a busy machine: the figures are noisy)" : "");
+    }
     for (int wl = 0; wl < WORKLOAD_COUNT; wl++)
         report_workload(wl);
     return all_ok ? 0 : 1;

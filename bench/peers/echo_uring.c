@@ -32,7 +32,9 @@
 #include <liburing.h>
 
 #define RING_ENTRIES 1024
-#define BUF_COUNT    2048  /* provided buffers (a power of two) */
+/* The buffer ring is FIFO, so every buffer in it is touched once per lap: 256 x 16 KiB keeps that
+ * lap (4 MiB) cache-sized. 512 x 64 KiB measured ~15% more server CPU per MB (cold copies). */
+#define BUF_COUNT    256   /* provided buffers (a power of two) */
 #define BUF_BYTES    16384 /* bytes per provided buffer */
 #define BUF_GROUP    0
 #define FD_MAX       65536   /* connections are indexed by fd */
@@ -56,8 +58,10 @@ struct conn {
     bool open;
     bool recv_armed;
     bool sending;
-    bool closing;  /* EOF or error seen: close once nothing is in flight */
+    bool closing;  /* EOF or error seen: close once nothing is in flight or queued */
+    bool broken;   /* a send failed: drop what is queued */
     bool starved;  /* recv ended with -ENOBUFS: re-arm when buffers return */
+    bool ready;    /* in ready_fds */
     uint16_t head; /* FIFO of buffers to send back, oldest first */
     uint16_t tail;
     unsigned in_flight; /* buffers in the sendmsg now in flight, starting at head */
@@ -73,8 +77,13 @@ static struct conn *conns;
 static int listen_fd;
 static unsigned bufs_returned;  /* added to the ring since the last advance */
 static int starved_fds[FD_MAX]; /* connections whose recv waits for buffers */
+static int ready_fds[FD_MAX];   /* connections with data to send back after this CQE batch */
+static int ready_count;
 static int starved_count;
 static volatile sig_atomic_t stop;
+static struct { /* printed on exit when $ECHO_STATS is set */
+    unsigned long long enters, cqes, recvs, recv_bytes, sends, short_sends, starved;
+} stats;
 
 static void die(const char *what, int err)
 {
@@ -163,8 +172,8 @@ static void setup_buffers(void)
 static void close_if_idle(int fd)
 {
     struct conn *c = &conns[fd];
-    if (!c->closing || c->recv_armed || c->sending)
-        return;
+    if (!c->closing || c->recv_armed || c->sending || (c->head != NONE && !c->broken))
+        return;               /* after EOF, what was received still goes back first */
     while (c->head != NONE) { /* data that can no longer be sent back */
         uint16_t bid = c->head;
         c->head = metas[bid].next;
@@ -191,9 +200,34 @@ static void send_queued(int fd)
     c->msg.msg_iovlen = n;
     c->in_flight = n;
     c->sending = true;
+    stats.sends++;
     struct io_uring_sqe *sqe = get_sqe();
-    io_uring_prep_sendmsg(sqe, fd, &c->msg, MSG_NOSIGNAL);
+    if (n == 1) /* the common case: a plain send skips copying in a msghdr */
+        io_uring_prep_send(sqe, fd, c->iov[0].iov_base, c->iov[0].iov_len, MSG_NOSIGNAL);
+    else
+        io_uring_prep_sendmsg(sqe, fd, &c->msg, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, user_data(KIND_SEND, fd));
+}
+
+/* Data was queued on `fd`: it is sent once the whole CQE batch is seen, so that everything
+ * received on a connection in one batch goes back with one sendmsg. */
+static void mark_ready(int fd)
+{
+    if (!conns[fd].ready) {
+        conns[fd].ready = true;
+        ready_fds[ready_count++] = fd;
+    }
+}
+
+static void flush_ready(void)
+{
+    for (int i = 0; i < ready_count; i++) {
+        struct conn *c = &conns[ready_fds[i]];
+        c->ready = false;
+        if (c->open && !c->sending && !c->broken && c->head != NONE)
+            send_queued(ready_fds[i]);
+    }
+    ready_count = 0;
 }
 
 static void on_accept(struct io_uring_cqe *cqe)
@@ -231,14 +265,16 @@ static void on_recv(struct io_uring_cqe *cqe, int fd)
         else
             metas[c->tail].next = bid;
         c->tail = bid;
-        if (!c->sending)
-            send_queued(fd);
+        stats.recvs++;
+        stats.recv_bytes += (unsigned)cqe->res;
+        mark_ready(fd);
         if (!c->recv_armed && !c->closing) /* multishot ended (e.g. CQ overflow): re-arm */
             arm_recv(fd);
         return;
     }
     if (cqe->res == -ENOBUFS && !c->closing) {
         c->starved = true;
+        stats.starved++;
         assert(starved_count < FD_MAX);
         starved_fds[starved_count++] = fd;
         return;
@@ -254,6 +290,7 @@ static void on_send(struct io_uring_cqe *cqe, int fd)
     c->sending = false;
     if (cqe->res < 0) {
         c->closing = true;
+        c->broken = true;
         shutdown(fd, SHUT_RDWR); /* ends the multishot recv too */
         close_if_idle(fd);
         return;
@@ -263,6 +300,7 @@ static void on_send(struct io_uring_cqe *cqe, int fd)
         uint16_t bid = c->head;
         uint32_t left = metas[bid].length - metas[bid].offset;
         if (sent < left) { /* short send: the rest of this buffer goes first next time */
+            stats.short_sends++;
             metas[bid].offset += sent;
             break;
         }
@@ -270,8 +308,8 @@ static void on_send(struct io_uring_cqe *cqe, int fd)
         c->head = metas[bid].next;
         return_buffer(bid);
     }
-    if (c->head != NONE && !c->closing)
-        send_queued(fd);
+    if (c->head != NONE && !c->broken)
+        mark_ready(fd);
     else
         close_if_idle(fd);
 }
@@ -378,6 +416,9 @@ int main(int argc, char **argv)
             seen++;
         }
         io_uring_cq_advance(&ring, seen);
+        stats.enters++;
+        stats.cqes += seen;
+        flush_ready();
     }
     for (int fd = 0; fd < FD_MAX; fd++) {
         if (conns[fd].open)
@@ -385,6 +426,12 @@ int main(int argc, char **argv)
     }
     close(listen_fd);
     io_uring_queue_exit(&ring);
+    if (getenv("ECHO_STATS") != NULL)
+        fprintf(stderr,
+                "echo_uring: %llu loop turns, %llu CQEs, %llu recvs (%llu bytes), %llu sends "
+                "(%llu short), %llu recv ran out of buffers\n",
+                stats.enters, stats.cqes, stats.recvs, stats.recv_bytes, stats.sends,
+                stats.short_sends, stats.starved);
     free(conns);
     free(buf_base);
     return 0;
