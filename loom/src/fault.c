@@ -150,9 +150,9 @@ static bool delay_req(struct loom_io_req *req, int64_t delay_ns)
         return false;
     d->req = req;
     loom_timer_init(&d->timer);
-    int64_t deadline = loom_now_ns();
-    deadline = delay_ns > INT64_MAX - deadline ? INT64_MAX : deadline + delay_ns;
-    int rc = loom_timer_start(&d->timer, deadline, delay_timer_callback, d);
+    /* from the precise clock: the loop's cached time may be a task quota old, and the delay
+     * must be at least delay_ns from this request's start */
+    int rc = loom_timer_start(&d->timer, loom_deadline_in(delay_ns), delay_timer_callback, d);
     LOOM_ASSERT(rc == 0);
     return true;
 }

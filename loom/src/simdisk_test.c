@@ -271,6 +271,23 @@ static void test_data(void)
     CHECK_EQ(after.fsyncs, before.fsyncs + 1);
     CHECK_EQ(after.requests, before.requests + 2);
 
+    /* a cancelled request completes with -ECANCELED and never takes effect */
+    struct loom_io_req w;
+    memset(&w, 0, sizeof(w));
+    w.kind = LOOM_IO_WRITE;
+    w.fd = fd;
+    w.addr = "QQ";
+    w.len = 2;
+    w.op.fn = req_done;
+    req_done_count = 0;
+    loom_io_start(&w);
+    CHECK_EQ(loom_io_cancel_req(&w), 0);
+    wait_done(1);
+    CHECK_EQ(req_results[0], -ECANCELED);
+    CHECK_EQ(loom_io_cancel_req(&w), -ENOENT);
+    CHECK_EQ(loom_read(ro, back, 2, 0, 0, ND), 2);
+    CHECK(memcmp(back, "ab", 2) == 0);
+
     CHECK_EQ(loom_close(ap), 0);
     CHECK_EQ(loom_close(dfd), 0);
     CHECK_EQ(loom_close(wo), 0);
@@ -516,6 +533,34 @@ static void test_order(void)
         CHECK_EQ(fifo[i], i);
 }
 
+/* fault injection sits in front of any backend, the disk included */
+static void test_faults_on_disk(void)
+{
+    struct loom_simdisk *disk = disk_up(6, 0, 4);
+    struct loom_fault_rule rules[] = {
+        {.kinds = 1u << LOOM_IO_WRITE, .nth = 1, .action = LOOM_FAULT_SHORT},
+        {.kinds = 1u << LOOM_IO_FSYNC, .nth = 1, .action = LOOM_FAULT_FAIL, .error = -EIO},
+    };
+    struct loom_fault_config config = {.seed = 9, .rules = rules, .rule_count = 2};
+    CHECK_EQ(loom_fault_enable(&config), 0);
+    int fd = open_at("/f", O_RDWR | O_CREAT);
+    static char buf[4096], back[4096];
+    for (size_t i = 0; i < sizeof(buf); i++)
+        buf[i] = (char)(i * 3);
+    CHECK_EQ(loom_write(fd, buf, sizeof(buf), 0, 0, ND), 4096); /* shortened, continued */
+    CHECK_EQ(loom_fsync(fd, 0, ND), -EIO);
+    CHECK_EQ(loom_fault_fired(), 2);
+    loom_fault_disable();
+    CHECK_EQ(loom_read(fd, back, sizeof(back), 0, 0, ND), 4096);
+    CHECK(memcmp(buf, back, sizeof(buf)) == 0);
+    struct loom_simdisk_stats st;
+    loom_simdisk_stats(disk, &st);
+    CHECK_EQ(st.writes, 2);
+    CHECK_EQ(st.fsyncs, 0); /* the failed fsync never reached the disk */
+    CHECK_EQ(loom_close(fd), 0);
+    disk_down(disk);
+}
+
 static void test_bad_config(void)
 {
     struct loom_simdisk_config bad = {.latency_min_ns = 10, .latency_max_ns = 5};
@@ -535,6 +580,7 @@ static int test_main(void *arg)
     test_crash();
     test_enospc();
     test_order();
+    test_faults_on_disk();
     return 0;
 }
 
