@@ -37,7 +37,8 @@ static bool valid_name(const char *name)
     if (name == NULL || *name == '\0' || strlen(name) > 200)
         return false;
     for (const char *c = name; *c; c++) {
-        if (!((*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_'))
+        if (!((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+              *c == '_'))
             return false;
     }
     return true;

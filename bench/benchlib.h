@@ -16,7 +16,7 @@ double bench_median_f64(double *values, int n);
  *     bench: NAME VALUE UNIT baseline=BASELINE ratio=RATIO
  * on stdout (VALUE with 2 decimals, RATIO = value / baseline_value with 3) and writes
  * build/bench/NAME.json, relative to the current directory, with the same fields plus `runs`.
- * `name` is [a-z0-9_]+ (it names the file). `baseline` may be NULL for a figure without one:
+ * `name` is [A-Za-z0-9_]+ (it names the file). `baseline` may be NULL for a figure without one:
  * the line then ends after UNIT and the JSON has no baseline fields. Reporting the same name
  * again with another baseline (consecutive calls) prints another line and rewrites the JSON
  * with all of them in "baselines"; the first reported stays the top-level "baseline".

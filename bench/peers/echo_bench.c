@@ -11,7 +11,7 @@
  * utime+stime from /proc/PID/stat when the client says the interval starts and again when it
  * ends, which gives server CPU per request (us/req) or per MB (us/MB, MB = 10^6 bytes). Runs are
  * interleaved (loom, raw, libuv, loom, ...) for ROUNDS rounds and the medians reported.
- * Figures: echo_pingpong_64b (req/s), echo_stream_4k and echo_stream_64k (MB/s), each against
+ * Figures: echo_pingpong_64B (req/s), echo_stream_4K and echo_stream_64K (MB/s), each against
  * raw_liburing and libuv, and their _cpu twins (us/req, us/MB: lower is better). Server CPU
  * includes the loopback TCP work done in its context (softirqs run on its syscalls); an info
  * line says how much CPU other processes took meanwhile, since a busy machine skews everything.
@@ -59,9 +59,9 @@ struct workload {
     unsigned size;
 };
 static const struct workload workloads[] = {
-    {"pingpong_64b", false, 64},
-    {"stream_4k", true, 4096},
-    {"stream_64k", true, 65536},
+    {"pingpong_64B", false, 64},
+    {"stream_4K", true, 4096},
+    {"stream_64K", true, 65536},
 };
 #define WORKLOAD_COUNT (int)(sizeof(workloads) / sizeof(workloads[0]))
 

@@ -10,6 +10,7 @@
  * its fibers within the grace period; core 0 joins the threads and frees everything.
  */
 #include <errno.h>
+#include <sys/resource.h>
 #include <getopt.h>
 #include <sched.h>
 #include <signal.h>
@@ -443,6 +444,12 @@ static int runtime_init(const struct loom_config *config)
         return -EINVAL;
     }
     topology_load(&loom__rt);
+    /* servers hold many sockets: the soft fd limit up to the hard one */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        (void)setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     return loom__mem_reserve(&loom__rt);
 }
 

@@ -643,27 +643,19 @@ ssize_t loom_sock_read(struct loom_sock *s, void *buf, size_t len, bool exact, i
         return 0;
     if (len > INT32_MAX)
         return -EINVAL;
-    if (exact && len > s->rx_limit) {
-        /* the whole message must fit under the limit before it is taken */
-        s->rx_limit = (uint32_t)len + r->net->buf_size;
-    }
+    /* chunks are copied out as they come, so a message larger than the core's whole ring can
+     * be assembled: the caller's memory holds it, charged to this connection */
+    size_t copied = 0;
     for (;;) {
-        if (s->queued >= (exact ? len : 1))
-            return (ssize_t)sock_copy(r, s, buf, len);
-        if (s->error) {
-            if (s->queued && !exact)
-                return (ssize_t)sock_copy(r, s, buf, len);
-            return s->error;
-        }
-        if (s->state & S_EOF) {
-            if (s->queued == 0)
-                return 0;
-            (void)sock_copy(r, s, buf, len); /* consume the partial message */
-            return -ENODATA;
-        }
-        if (sock_wait(r, s, deadline_ns) < 0 && s->queued < (exact ? len : 1) && !s->error &&
-            !(s->state & S_EOF))
-            return -ETIMEDOUT;
+        copied += sock_copy(r, s, (char *)buf + copied, len - copied);
+        if (copied == len || (copied > 0 && !exact))
+            return (ssize_t)copied;
+        if (s->error)
+            return copied ? (ssize_t)copied : s->error;
+        if (s->state & S_EOF)
+            return copied ? -ENODATA : 0;
+        if (sock_wait(r, s, deadline_ns) < 0 && s->queued == 0 && !s->error && !(s->state & S_EOF))
+            return copied ? (ssize_t)copied : -ETIMEDOUT;
     }
 }
 
@@ -686,6 +678,12 @@ void loom_sock_set_rx_limit(struct loom_sock *s, uint32_t bytes)
 {
     struct loom__net *n = net_of(loom__reactor());
     s->rx_limit = bytes < n->buf_size ? n->buf_size : bytes;
+    if (s->queued >= s->rx_limit && !(s->state & S_AUTOPAUSED)) {
+        s->state |= S_AUTOPAUSED;
+        n->stats.auto_pauses++;
+        if (s->state & S_ARMED)
+            (void)loom_op_cancel(&s->op);
+    }
     sock_check_resume(loom__self, s);
 }
 

@@ -140,9 +140,12 @@ LOOM_API ssize_t loom_sock_recv(struct loom_sock *sock, struct loom_rbuf *out, i
 /* Gives a lent chunk back to the ring. */
 LOOM_API void loom_rbuf_release(struct loom_rbuf *buf);
 
-/* Copies received bytes into buf: up to len (returns what is there, waiting only while
- * nothing is), or with `exact` exactly len (waiting; -ENODATA when the stream ends first, the
- * partial bytes consumed). Returns bytes, 0 at end of stream, -ETIMEDOUT or -errno. */
+/* Copies received bytes into buf, giving each buffer back as it empties: up to len (returns
+ * what is there, waiting only while nothing is), or with `exact` all len bytes (waiting; a
+ * message larger than the whole buffer ring is fine). Returns the bytes copied; 0 at end of
+ * stream; -ENODATA when the stream ends inside an exact read (the partial bytes are consumed);
+ * at the deadline the bytes copied so far (fewer than len, nothing lost) or -ETIMEDOUT when
+ * none; -errno for a socket error. */
 LOOM_API ssize_t loom_sock_read(struct loom_sock *sock, void *buf, size_t len, bool exact,
                                 int64_t deadline_ns);
 
