@@ -239,6 +239,17 @@ static void test_data(void)
     CHECK_EQ(loom_fallocate(fd, 0x40, 0, 100, ND), -EOPNOTSUPP);
     CHECK_EQ(loom_fallocate(fd, 0, 0, 0, ND), -EINVAL);
 
+    CHECK_EQ(loom_close(fd), 0);
+    disk_down(disk);
+}
+
+static void test_fds(void)
+{
+    struct loom_simdisk *disk = disk_up(2, 0, 4);
+    int fd = open_at("/f", O_RDWR | O_CREAT);
+    static char back[64];
+    CHECK_EQ(loom_write(fd, "0123456789", 10, 0, 0, ND), 10);
+
     /* access modes and the wrong kinds of fd */
     int ro = open_at("/f", O_RDONLY);
     CHECK_EQ(loom_write(ro, "x", 1, 0, 0, ND), -EBADF);
@@ -576,6 +587,7 @@ static int test_main(void *arg)
     test_bad_config();
     test_namespace();
     test_data();
+    test_fds();
     test_direct();
     test_crash();
     test_enospc();
