@@ -2,10 +2,10 @@
  * iopool_bench.c - 4 KiB random reads from 4 ordinary threads: through the IO pool against
  * plain pread(2) in the same 4 threads.
  *
- * Figure iopool_randread_4k (iops; benchlib names are lower case), baseline pread. The file is 256
- * MiB (iopool_bench.dat in $TMPDIR, else in build/; created once and kept), opened with O_DIRECT so
- * the device is measured, not the page cache (without O_DIRECT when the file system refuses it: the
- * line says so). Each pool thread keeps 32 reads in flight: a callback hands a finished read back
+ * Figure iopool_randread_4K (iops), baseline pread. The file is 256 MiB (iopool_bench.dat in
+ * $TMPDIR, else in build/; created once and kept), opened with O_DIRECT so the device is
+ * measured, not the page cache (without O_DIRECT when the file system refuses it: the line
+ * says so). Each pool thread keeps 32 reads in flight: a callback hands a finished read back
  * to its thread through a lock-free mailbox (futex wake only when that thread sleeps), and the
  * thread submits the next random read. A pread thread has one read in flight, as blocking IO
  * does. Median of 5 runs of 1 s each, pool and pread runs interleaved.
@@ -310,7 +310,7 @@ int main(int argc, char **argv)
            stats.batches, stats.sleeps, stats.wakeups);
     double pread_iops = bench_median_f64(pread_runs, RUNS);
     double pool_iops = bench_median_f64(pool_runs, RUNS);
-    bench_report("iopool_randread_4k", pool_iops, "iops", "pread", pread_iops, pool_runs, RUNS);
+    bench_report("iopool_randread_4K", pool_iops, "iops", "pread", pread_iops, pool_runs, RUNS);
     if (do_sweep)
         sweep();
     close(file_fd);
