@@ -80,7 +80,7 @@ vpath %.c examples
 
 all: lib tests benches examples checkheaders
 lib: $(LIBLOOM_A) $(LIBLOOM_SO)
-tests: $(TESTS)
+tests: $(TESTS) $(EXAMPLES)
 benches: $(BENCHES)
 examples: $(EXAMPLES)
 

@@ -38,9 +38,36 @@ struct core_state {
     int listen_fd;
     struct loom_acceptor acceptor;
     struct conn *conns;
+    struct conn *free_conns; /* the pool: conns carved from 64 KiB blocks of the core's budget */
     uint64_t accepted, accept_errors, live;
 };
 static struct core_state cores[LOOM_CORES_MAX];
+
+#define POOL_BLOCK (64 * 1024)
+
+/* A conn from the core's pool: exactly sizeof(struct conn) each, no per-allocation rounding. */
+static struct conn *conn_get(struct core_state *cs)
+{
+    if (!cs->free_conns) {
+        char *block = loom_alloc(POOL_BLOCK);
+        if (!block)
+            return NULL;
+        for (size_t off = 0; off + sizeof(struct conn) <= POOL_BLOCK; off += sizeof(struct conn)) {
+            struct conn *c = (struct conn *)(block + off);
+            c->next = cs->free_conns;
+            cs->free_conns = c;
+        }
+    }
+    struct conn *c = cs->free_conns;
+    cs->free_conns = c->next;
+    return c;
+}
+
+static void conn_put(struct core_state *cs, struct conn *c)
+{
+    c->next = cs->free_conns;
+    cs->free_conns = c;
+}
 
 static void conn_freed(struct loom_sock *sock)
 {
@@ -53,7 +80,7 @@ static void conn_freed(struct loom_sock *sock)
     if (c->next)
         c->next->prev = c->prev;
     cs->live--;
-    loom_free(c);
+    conn_put(cs, c);
 }
 
 /* Closes now, or when the send in flight is done. */
@@ -120,7 +147,7 @@ static void on_accept(struct loom_acceptor *a, int fd)
             fprintf(stderr, "echo_server: accept on core %u: %s\n", loom_core_id(), strerror(-fd));
         return;
     }
-    struct conn *c = loom_alloc(sizeof(*c));
+    struct conn *c = conn_get(cs);
     if (!c) {
         fprintf(stderr, "echo_server: core %u: out of memory for a connection\n", loom_core_id());
         close(fd);
@@ -130,7 +157,7 @@ static void on_accept(struct loom_acceptor *a, int fd)
     loom_socket_nodelay(fd, true);
     if (loom_sock_open(&c->sock, fd, on_readable, c) < 0) {
         close(fd);
-        loom_free(c);
+        conn_put(cs, c);
         return;
     }
     c->next = cs->conns;
@@ -187,7 +214,8 @@ static int server_main(void *arg)
         loom_invoke_on_all(core_stop, NULL, LOOM_NO_DEADLINE);
         return 1;
     }
-    printf("echo_server: listening on %s:%ld on %u core(s)\n", host, port, loom_core_count());
+    printf("echo_server: listening on %s:%ld on %u core(s); %zu bytes per connection\n", host, port,
+           loom_core_count(), sizeof(struct conn));
     fflush(stdout);
     loom_wait_shutdown(LOOM_NO_DEADLINE);
     loom_invoke_on_all(core_stop, NULL, LOOM_NO_DEADLINE);

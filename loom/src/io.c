@@ -13,7 +13,10 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <valgrind/memcheck.h>
+
 #include "internal.h"
+#include "loom/fault.h"
 #include "loom/io.h"
 #include "loom/io_backend.h"
 #include "loom/mem.h"
@@ -96,6 +99,36 @@ static void start_now(struct loom__reactor *r, struct loom__io *io, struct loom_
     loom__io_backend_start(r, req);
 }
 
+/* Memory the kernel wrote is invisible to valgrind: tell it (a no-op elsewhere). */
+static void mark_defined(const struct loom_io_req *req)
+{
+    int32_t res = req->op.res;
+    if (res <= 0 && req->kind != LOOM_IO_STATX)
+        return;
+    switch ((enum loom_io_kind)req->kind) {
+    case LOOM_IO_READ:
+    case LOOM_IO_READ_FIXED:
+        VALGRIND_MAKE_MEM_DEFINED(req->addr, (size_t)res);
+        break;
+    case LOOM_IO_READV: {
+        const struct iovec *iov = req->addr;
+        size_t left = (size_t)res;
+        for (uint32_t i = 0; i < req->len && left; i++) {
+            size_t n = iov[i].iov_len < left ? iov[i].iov_len : left;
+            VALGRIND_MAKE_MEM_DEFINED(iov[i].iov_base, n);
+            left -= n;
+        }
+        break;
+    }
+    case LOOM_IO_STATX:
+        if (res == 0)
+            VALGRIND_MAKE_MEM_DEFINED(req->addr2, sizeof(struct statx));
+        break;
+    default:
+        break;
+    }
+}
+
 static void req_done(struct loom_op *op)
 {
     struct loom_io_req *req = (struct loom_io_req *)op;
@@ -104,6 +137,8 @@ static void req_done(struct loom_op *op)
     LOOM_ASSERT(req->io_state == REQ_STARTED && io->in_flight > 0);
     req->io_state = REQ_IDLE;
     io->in_flight--;
+    if (LOOM_UNLIKELY(loom__rt.under_valgrind))
+        mark_defined(req);
     if (io->wait_head) {
         struct loom_io_req *next = (struct loom_io_req *)io->wait_head;
         io->wait_head = next->op.next;
@@ -729,6 +764,7 @@ void loom_io_stats_get(struct loom_io_stats *out)
 {
     struct loom__io *io = io_of(loom__reactor());
     *out = io->stats;
+    out->faults = loom__self->fault ? loom_fault_fired() : 0;
     out->disk_in_flight = io->in_flight;
     out->disk_depth = io->depth;
 }

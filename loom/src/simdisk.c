@@ -757,9 +757,9 @@ static int do_read(struct loom_simdisk *disk, const struct loom_io_req *req)
 {
     struct sim_fd *f;
     struct iovec one;
-    const struct iovec *iov;
-    int count;
-    uint64_t total, off = req->offset;
+    const struct iovec *iov = NULL;
+    int count = 0;
+    uint64_t total = 0, off = req->offset;
     int rc = data_fd(disk, req->fd, false, &f);
     if (rc == 0)
         rc = req_iov(req, &one, &iov, &count, &total);
@@ -827,9 +827,9 @@ static int do_write(struct loom_simdisk *disk, const struct loom_io_req *req, bo
 {
     struct sim_fd *f;
     struct iovec one;
-    const struct iovec *iov;
-    int count;
-    uint64_t total, off = req->offset;
+    const struct iovec *iov = NULL;
+    int count = 0;
+    uint64_t total = 0, off = req->offset;
     int rc = data_fd(disk, req->fd, true, &f);
     if (rc == 0)
         rc = req_iov(req, &one, &iov, &count, &total);

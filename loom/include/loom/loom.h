@@ -19,5 +19,7 @@
 #include "loom/io_backend.h"
 #include "loom/fault.h"
 #include "loom/net.h"
+#include "loom/iopool.h"
+#include "loom/simdisk.h"
 
 #endif
