@@ -146,6 +146,7 @@ void loom_config_init(struct loom_config *c)
     c->io_buffer_bytes = 0;
     c->net_buffer_bytes = 0;
     c->net_buffer_size = 16 * 1024;
+    c->net_buffer_group = 256;
     c->zc_threshold = 64 * 1024;
 }
 

@@ -39,8 +39,16 @@ enum {
 
 enum { A_ARMED = 1, A_STOPPING = 2, A_PAUSED = 4, A_STARTED = 8 };
 
+#define GROUPS_MAX 16
+
 struct loom__net {
-    struct loom__bufring *ring;
+    /* receive buffers: count = groups_max * group_size, reserved at start; group g (a buffer
+     * ring of its own, buffer group id g) holds global ids [g * group_size, (g+1) * group_size)
+     * and is registered only when the groups before it ran dry */
+    struct loom__bufring *rings[GROUPS_MAX];
+    uint32_t ring_free[GROUPS_MAX]; /* buffers of the group the kernel has not yet used */
+    unsigned groups, groups_max;
+    uint32_t group_size;
     char *bufs;
     uint32_t buf_size, count;
     uint16_t *next;
@@ -57,6 +65,41 @@ static struct loom__net *net_of(struct loom__reactor *r)
 }
 
 /* ---- per core ------------------------------------------------------------------------------- */
+
+/* Registers the next buffer group and gives it all its buffers. */
+static int group_add(struct loom__reactor *r, struct loom__net *n)
+{
+    LOOM_ASSERT(n->groups < n->groups_max);
+    unsigned g = n->groups;
+    int rc = loom__bufring_create(r, (uint16_t)g, n->group_size, &n->rings[g]);
+    if (rc < 0) {
+        loom__log("error", "core %u: registering receive buffer group %u failed: %s", r->core, g,
+                  strerror(-rc));
+        return rc;
+    }
+    uint32_t base = g * n->group_size;
+    for (uint32_t i = 0; i < n->group_size; i++)
+        loom__bufring_add(n->rings[g], n->bufs + (size_t)(base + i) * n->buf_size, n->buf_size,
+                          (uint16_t)i);
+    loom__bufring_publish(n->rings[g]);
+    n->ring_free[g] = n->group_size;
+    n->groups++;
+    n->stats.buffers = n->groups * n->group_size;
+    n->stats.groups = n->groups;
+    return 0;
+}
+
+/* The group a receive should be armed on: the lowest with buffers left (a compact working
+ * set stays in cache), or a new one while the budget has more; -1 when all are dry. */
+static int group_pick(struct loom__reactor *r, struct loom__net *n)
+{
+    for (unsigned g = 0; g < n->groups; g++)
+        if (n->ring_free[g] > 0)
+            return (int)g;
+    if (n->groups < n->groups_max && group_add(r, n) == 0)
+        return (int)n->groups - 1;
+    return -1;
+}
 
 int loom__net_core_init(struct loom__reactor *r)
 {
@@ -83,19 +126,19 @@ int loom__net_core_init(struct loom__reactor *r)
                   r->core, count, size);
         return -ENOMEM;
     }
-    int rc = loom__bufring_create(r, 0, count, &n->ring);
-    if (rc < 0) {
-        loom__log("error", "core %u: registering the receive buffer ring failed: %s", r->core,
-                  strerror(-rc));
-        return rc;
-    }
     n->buf_size = (uint32_t)size;
     n->count = count;
-    for (uint32_t i = 0; i < count; i++)
-        loom__bufring_add(n->ring, n->bufs + (size_t)i * size, (uint32_t)size, (uint16_t)i);
-    loom__bufring_publish(n->ring);
-    n->stats.buffers = count;
+    uint32_t group = loom__rt.config.net_buffer_group;
+    if (group == 0 || group > count)
+        group = count;
+    while (count / group > GROUPS_MAX)
+        group *= 2;
+    n->group_size = group;
+    n->groups_max = count / group;
     n->stats.buffer_size = (uint32_t)size;
+    int rc = group_add(r, n);
+    if (rc < 0)
+        return rc;
     return 0;
 }
 
@@ -393,11 +436,30 @@ void loom_acceptor_stop(struct loom_acceptor *a)
 static void sock_cqe(struct loom_op *op);
 static void close_continue(struct loom__reactor *r, struct loom_sock *s);
 
+static void rearm_list_push(struct loom__net *n, struct loom_sock *s)
+{
+    s->state |= S_WAIT_BUFS;
+    s->rearm_next = NULL;
+    if (n->rearm_tail)
+        n->rearm_tail->rearm_next = s;
+    else
+        n->rearm_head = s;
+    n->rearm_tail = s;
+}
+
+/* Arms the multishot receive on a group with buffers; with none, waits for one to return. */
 static void sock_arm(struct loom__reactor *r, struct loom_sock *s)
 {
     LOOM_ASSERT(!(s->state & S_ARMED) && s->op.state == LOOM_OP_IDLE);
+    struct loom__net *n = r->net;
+    int g = group_pick(r, n);
+    if (g < 0) {
+        rearm_list_push(n, s);
+        return;
+    }
+    s->group = (uint16_t)g;
     s->op.fn = sock_cqe;
-    loom__prep_recv_multishot(&s->op, s->fd, 0);
+    loom__prep_recv_multishot(&s->op, s->fd, (uint16_t)g);
     s->state |= S_ARMED;
     loom__op_start(r, &s->op);
 }
@@ -409,10 +471,13 @@ static bool sock_may_arm(const struct loom_sock *s)
            s->error == 0;
 }
 
-static void buffer_return(struct loom__reactor *r, struct loom__net *n, uint16_t bid)
+static void buffer_return(struct loom__reactor *r, struct loom__net *n, uint16_t id)
 {
-    loom__bufring_add(n->ring, n->bufs + (size_t)bid * n->buf_size, n->buf_size, bid);
-    loom__bufring_publish(n->ring);
+    uint32_t g = id / n->group_size;
+    loom__bufring_add(n->rings[g], n->bufs + (size_t)id * n->buf_size, n->buf_size,
+                      (uint16_t)(id % n->group_size));
+    loom__bufring_publish(n->rings[g]);
+    n->ring_free[g]++;
     LOOM_ASSERT(n->stats.buffers_in_use > 0);
     n->stats.buffers_in_use--;
     /* one returned buffer lets one dry socket receive again */
@@ -453,7 +518,10 @@ static void sock_cqe(struct loom_op *op)
     n->stats.recv_cqes++;
     if (res > 0) {
         int bid = loom__cqe_buffer(op->cqe_flags);
-        LOOM_ASSERTF(bid >= 0 && (uint32_t)bid < n->count, "receive without a buffer");
+        LOOM_ASSERTF(bid >= 0 && (uint32_t)bid < n->group_size, "receive without a buffer");
+        LOOM_ASSERT(n->ring_free[s->group] > 0);
+        n->ring_free[s->group]--;
+        bid += (int)(s->group * n->group_size);
         char *buf = n->bufs + (size_t)bid * n->buf_size;
         (void)buf;
         VALGRIND_MAKE_MEM_DEFINED(buf, (size_t)res); /* the kernel wrote it */
@@ -488,15 +556,7 @@ static void sock_cqe(struct loom_op *op)
         s->state |= S_EOF;
     } else if (res == -ENOBUFS) {
         n->stats.enobufs++;
-        if (!more && !(s->state & (S_WAIT_BUFS | S_CLOSING))) {
-            s->state |= S_WAIT_BUFS;
-            s->rearm_next = NULL;
-            if (n->rearm_tail)
-                n->rearm_tail->rearm_next = s;
-            else
-                n->rearm_head = s;
-            n->rearm_tail = s;
-        }
+        n->ring_free[s->group] = 0; /* the kernel found it empty */
     } else if (res != -ECANCELED) {
         s->error = res;
     }
@@ -520,7 +580,7 @@ int loom_sock_open(struct loom_sock *s, int fd, loom_sock_fn fn, void *data)
     struct loom__net *n = net_of(r);
     if (fd < 0)
         return -EBADF;
-    if (!n->ring)
+    if (!n->groups)
         return -ENOBUFS;
     memset(s, 0, sizeof(*s));
     s->fd = fd;

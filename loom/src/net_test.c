@@ -476,6 +476,46 @@ static int test_main(void *arg)
     return 0;
 }
 
+/* A ring that starts with one group of 4 buffers and grows to 4 groups under load. */
+static int growth_main(void *arg)
+{
+    (void)arg;
+    listen_fd = loom_listen("127.0.0.1", 0, 128, 0);
+    CHECK_GE(listen_fd, 0);
+    listen_port = loom_socket_port(listen_fd);
+    CHECK_EQ(loom_acceptor_start(&acceptor, listen_fd, NULL, NULL), 0);
+    struct loom_net_stats st;
+    loom_net_stats_get(&st);
+    CHECK_EQ(st.groups, 1u);
+    CHECK_EQ(st.buffers, 4u);
+    struct peer p;
+    size_t len = 12 * BUF_SIZE;
+    peer_start(&p, listen_port, PEER_SEND_THEN_CLOSE, len);
+    struct loom_sock s;
+    accept_one(&s);
+    loom_sock_set_rx_limit(&s, 1u << 30);
+    int64_t until = loom_now_ns() + 5 * LOOM_NS_PER_S;
+    do {
+        loom_sleep(5 * LOOM_NS_PER_MS);
+        loom_net_stats_get(&st);
+    } while (st.buffers_in_use < 12 && loom_now_ns() < until);
+    CHECK_EQ(st.buffers_in_use, 12u); /* more than one group could hold */
+    CHECK_EQ(st.groups, 3u);
+    CHECK_EQ(st.buffers, 12u);
+    char *got = malloc(len), *want = malloc(len);
+    pattern(want, len, 7);
+    CHECK_EQ(loom_sock_read(&s, got, len, true, loom_now_ns() + 5 * LOOM_NS_PER_S), (ssize_t)len);
+    CHECK(memcmp(got, want, len) == 0);
+    CHECK_EQ(loom_sock_close(&s), 0);
+    peer_join(&p);
+    check_no_buffers_held();
+    free(got);
+    free(want);
+    loom_acceptor_stop(&acceptor);
+    CHECK_EQ(loom_close(listen_fd), 0);
+    return 0;
+}
+
 int main(void)
 {
     alarm(120);
@@ -484,5 +524,10 @@ int main(void)
     config.net_buffer_size = BUF_SIZE;
     config.net_buffer_bytes = BUFS * BUF_SIZE;
     CHECK_EQ(loom_run(&config, test_main, NULL), 0);
+    test_config(&config, 1);
+    config.net_buffer_size = BUF_SIZE;
+    config.net_buffer_bytes = BUFS * BUF_SIZE;
+    config.net_buffer_group = 4;
+    CHECK_EQ(loom_run(&config, growth_main, NULL), 0);
     return 0;
 }

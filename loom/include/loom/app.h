@@ -38,6 +38,8 @@ struct loom_config {
     size_t net_buffer_bytes;   /* receive buffer ring per core (--net-buffers);
                                 * 0 = min(32 MiB, an eighth of the core's budget) */
     size_t net_buffer_size;    /* one receive buffer (--net-buffer-size) */
+    unsigned net_buffer_group; /* receive buffers per group: the ring starts with one group and
+                                * adds one each time all are in use, up to net_buffer_bytes */
     size_t zc_threshold;       /* sends this large use send_zc to non-loopback peers; 0 = never */
     bool oversubscribe;        /* allow smp above the CPU count, pinning cores round-robin
                                 * (for tests of many-core logic on small machines; there

@@ -114,6 +114,7 @@ struct loom_sock {
     int fd;
     uint16_t state;
     uint16_t head, tail;  /* queued chunks: buffer ids, linked through the core's table */
+    uint16_t group;       /* the buffer group the receive is armed on */
     uint32_t head_offset; /* bytes of the head chunk already read */
     uint32_t queued;      /* bytes queued */
     uint32_t rx_limit;
@@ -193,7 +194,8 @@ struct loom_net_stats {
     uint64_t auto_pauses;    /* sockets paused by their receive limit */
     uint64_t zc_sends;       /* zero-copy sends */
     uint64_t zc_copied;      /* ... where the kernel copied anyway (loopback) */
-    uint32_t buffers;        /* receive buffers of the core */
+    uint32_t buffers;        /* receive buffers of the core (in registered groups) */
+    uint32_t groups;         /* buffer groups registered so far */
     uint32_t buffers_in_use; /* lent or queued */
     uint32_t buffer_size;
 };
