@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <loom/loom.h>
@@ -24,11 +25,22 @@ static const char *host = "127.0.0.1";
 static long port = 7000;
 static bool print_stats;
 
+#define BATCH 8
+
+/* The chunks one send carries (sendmsg of up to BATCH received buffers): taken from the
+ * core's pool only while a connection sends, so an idle connection holds none. */
+struct batch {
+    struct batch *next_free;
+    unsigned n, first; /* chunks; the first not yet fully sent */
+    struct loom_rbuf chunk[BATCH];
+    struct iovec iov[BATCH];
+    struct msghdr msg;
+};
+
 struct conn {
     struct loom_sock sock;
     struct loom_op send_op;
-    struct loom_rbuf chunk; /* being sent */
-    uint32_t sent;          /* bytes of `chunk` sent */
+    struct batch *batch; /* while sending */
     bool sending, closing, closed;
     struct conn *prev, *next; /* the core's connections, for shutdown */
 };
@@ -39,6 +51,7 @@ struct core_state {
     struct loom_acceptor acceptor;
     struct conn *conns;
     struct conn *free_conns; /* the pool: conns carved from 64 KiB blocks of the core's budget */
+    struct batch *free_batches;
     uint64_t accepted, accept_errors, live;
 };
 static struct core_state cores[LOOM_CORES_MAX];
@@ -61,6 +74,30 @@ static struct conn *conn_get(struct core_state *cs)
     struct conn *c = cs->free_conns;
     cs->free_conns = c->next;
     return c;
+}
+
+static struct batch *batch_get(struct core_state *cs)
+{
+    if (!cs->free_batches) {
+        char *block = loom_alloc(POOL_BLOCK);
+        if (!block)
+            return NULL;
+        for (size_t off = 0; off + sizeof(struct batch) <= POOL_BLOCK;
+             off += sizeof(struct batch)) {
+            struct batch *b = (struct batch *)(block + off);
+            b->next_free = cs->free_batches;
+            cs->free_batches = b;
+        }
+    }
+    struct batch *b = cs->free_batches;
+    cs->free_batches = b->next_free;
+    return b;
+}
+
+static void batch_put(struct core_state *cs, struct batch *b)
+{
+    b->next_free = cs->free_batches;
+    cs->free_batches = b;
 }
 
 static void conn_put(struct core_state *cs, struct conn *c)
@@ -93,44 +130,84 @@ static void conn_close(struct conn *c)
     }
 }
 
-static void send_next(struct conn *c);
+static void send_done(struct loom_op *op);
 
-static void send_done(struct loom_op *op)
+static void batch_send(struct conn *c)
 {
-    struct conn *c = op->data;
-    c->sending = false;
-    if (op->res > 0) {
-        c->sent += (uint32_t)op->res;
-        if (c->sent < c->chunk.len && !c->closing) { /* short send: the rest */
-            c->sending = true;
-            loom_op_send(&c->send_op, c->sock.fd, c->chunk.data + c->sent, c->chunk.len - c->sent,
-                         0, send_done, c);
-            return;
-        }
-    }
-    loom_rbuf_release(&c->chunk);
-    if (op->res <= 0 || c->closing) {
-        conn_close(c);
+    struct batch *b = c->batch;
+    c->sending = true;
+    if (b->n - b->first == 1) {
+        struct iovec *v = &b->iov[b->first];
+        loom_op_send(&c->send_op, c->sock.fd, v->iov_base, v->iov_len, 0, send_done, c);
         return;
     }
-    send_next(c);
+    memset(&b->msg, 0, sizeof(b->msg));
+    b->msg.msg_iov = &b->iov[b->first];
+    b->msg.msg_iovlen = b->n - b->first;
+    loom_op_sendmsg(&c->send_op, c->sock.fd, &b->msg, 0, send_done, c);
 }
 
-/* Takes the next received chunk and sends it back. */
+static void batch_release(struct conn *c)
+{
+    struct batch *b = c->batch;
+    for (unsigned i = 0; i < b->n; i++)
+        loom_rbuf_release(&b->chunk[i]);
+    batch_put(&cores[loom_core_id()], b);
+    c->batch = NULL;
+}
+
+/* Takes what has been received (up to BATCH chunks) and sends it back in one go. */
 static void send_next(struct conn *c)
 {
     if (c->sending || c->closing)
         return;
-    ssize_t n = loom_sock_next(&c->sock, &c->chunk);
+    struct loom_rbuf first;
+    ssize_t n = loom_sock_next(&c->sock, &first);
     if (n == -EAGAIN)
         return;
     if (n <= 0) { /* end of stream or error */
         conn_close(c);
         return;
     }
-    c->sent = 0;
-    c->sending = true;
-    loom_op_send(&c->send_op, c->sock.fd, c->chunk.data, c->chunk.len, 0, send_done, c);
+    struct batch *b = batch_get(&cores[loom_core_id()]);
+    if (!b) {
+        loom_rbuf_release(&first);
+        conn_close(c);
+        return;
+    }
+    c->batch = b;
+    b->n = 1;
+    b->first = 0;
+    b->chunk[0] = first;
+    while (b->n < BATCH && loom_sock_next(&c->sock, &b->chunk[b->n]) > 0)
+        b->n++;
+    for (unsigned i = 0; i < b->n; i++)
+        b->iov[i] = (struct iovec){(void *)b->chunk[i].data, b->chunk[i].len};
+    batch_send(c);
+}
+
+static void send_done(struct loom_op *op)
+{
+    struct conn *c = op->data;
+    struct batch *b = c->batch;
+    c->sending = false;
+    if (op->res > 0 && !c->closing) {
+        size_t sent = (size_t)op->res;
+        while (b->first < b->n && sent >= b->iov[b->first].iov_len)
+            sent -= b->iov[b->first++].iov_len;
+        if (b->first < b->n) { /* short: the rest */
+            b->iov[b->first].iov_base = (char *)b->iov[b->first].iov_base + sent;
+            b->iov[b->first].iov_len -= sent;
+            batch_send(c);
+            return;
+        }
+    }
+    batch_release(c);
+    if (op->res <= 0 || c->closing) {
+        conn_close(c);
+        return;
+    }
+    send_next(c);
 }
 
 static void on_readable(struct loom_sock *sock)

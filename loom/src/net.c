@@ -759,6 +759,16 @@ void loom_op_send(struct loom_op *op, int fd, const void *buf, size_t len, int f
     loom__op_start(r, op);
 }
 
+void loom_op_sendmsg(struct loom_op *op, int fd, const struct msghdr *msg, int flags, loom_op_fn fn,
+                     void *data)
+{
+    struct loom__reactor *r = loom__reactor();
+    op->fn = fn;
+    op->data = data;
+    loom__prep_sendmsg(op, fd, msg, flags | MSG_NOSIGNAL);
+    loom__op_start(r, op);
+}
+
 /* send_zc completes twice: the result (with F_MORE), then the notification (F_NOTIF) once the
  * kernel no longer needs the buffer. */
 struct zc_wait {

@@ -500,8 +500,9 @@ static int growth_main(void *arg)
         loom_net_stats_get(&st);
     } while (st.buffers_in_use < 12 && loom_now_ns() < until);
     CHECK_EQ(st.buffers_in_use, 12u); /* more than one group could hold */
-    CHECK_EQ(st.groups, 3u);
-    CHECK_EQ(st.buffers, 12u);
+    CHECK_GE(st.groups, 3u); /* a receive that raced an empty group may have added one more */
+    CHECK_LE(st.groups, 4u);
+    CHECK_EQ(st.buffers, st.groups * 4);
     char *got = malloc(len), *want = malloc(len);
     pattern(want, len, 7);
     CHECK_EQ(loom_sock_read(&s, got, len, true, loom_now_ns() + 5 * LOOM_NS_PER_S), (ssize_t)len);

@@ -184,6 +184,12 @@ LOOM_API void loom_sock_close_async(struct loom_sock *sock, loom_sock_fn done);
 LOOM_API void loom_op_send(struct loom_op *op, int fd, const void *buf, size_t len, int flags,
                            loom_op_fn fn, void *data);
 
+/* Callback sendmsg: `msg` and what it points to stay valid until fn runs; the result may be
+ * short. */
+struct msghdr;
+LOOM_API void loom_op_sendmsg(struct loom_op *op, int fd, const struct msghdr *msg, int flags,
+                              loom_op_fn fn, void *data);
+
 /* Counters of the calling core's network layer. */
 struct loom_net_stats {
     uint64_t accepted;
