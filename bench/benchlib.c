@@ -70,7 +70,7 @@ static int make_dir(const char *path)
 /* The baselines reported so far for the figure named last (one figure may be compared with
  * several baselines: each call adds one, and the JSON file lists them all). */
 #define BASELINES_MAX 8
-static char last_name[64];
+static char last_name[208];
 static int baseline_count;
 static struct {
     char name[64];
@@ -127,10 +127,17 @@ static void json_write(FILE *f, const char *name, double value, const char *unit
     fputs("]}\n", f);
 }
 
-int bench_report(const char *name, double value, const char *unit, const char *baseline,
+int bench_report(const char *name_in, double value, const char *unit, const char *baseline,
                  double baseline_value, const double *runs, int nruns)
 {
-    assert(valid_name(name));
+    assert(valid_name(name_in));
+    /* BENCH_NAME_SUFFIX (e.g. "_compat" for a run with LOOM_DISABLE=all) tags every name */
+    char name[201];
+    const char *suffix = getenv("BENCH_NAME_SUFFIX");
+    if (!suffix || !valid_name(suffix) || strlen(name_in) + strlen(suffix) >= sizeof(name))
+        suffix = "";
+    memcpy(name, name_in, strlen(name_in) + 1);
+    strcat(name, suffix);
     assert(unit != NULL);
     assert(runs != NULL || nruns == 0);
     assert(baseline == NULL || baseline_value > 0);

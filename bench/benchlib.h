@@ -20,7 +20,8 @@ double bench_median_f64(double *values, int n);
  * the line then ends after UNIT and the JSON has no baseline fields. Reporting the same name
  * again with another baseline (consecutive calls) prints another line and rewrites the JSON
  * with all of them in "baselines"; the first reported stays the top-level "baseline".
- * Returns 0, or -errno when
+ * With the environment variable BENCH_NAME_SUFFIX set (e.g. "_compat"), it is appended to
+ * `name` in the line and the file name. Returns 0, or -errno when
  * the JSON could not be written (the line is printed anyway). */
 int bench_report(const char *name, double value, const char *unit, const char *baseline,
                  double baseline_value, const double *runs, int nruns);

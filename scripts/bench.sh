@@ -52,6 +52,20 @@ for bench in "${benches[@]}"; do
     fi
 done
 
+# The IO suite once more with every optional (post-6.1) io_uring feature forced off: the
+# figures are reported with the suffix _compat (BENCH_NAME_SUFFIX), baselines unchanged.
+for name in echo_bench file_bench iopool_bench; do
+    bench="$build/bench/$name"
+    [ -x "$bench" ] || continue
+    echo "== $name (LOOM_DISABLE=all)"
+    LOOM_DISABLE=all BENCH_NAME_SUFFIX=_compat "$bench" --quick | tee -a "$log"
+    status=${PIPESTATUS[0]}
+    if [ "$status" -ne 0 ]; then
+        echo "bench.sh: $name with LOOM_DISABLE=all FAILED (exit status $status)" >&2
+        failed+=("$name LOOM_DISABLE=all (exit status $status)")
+    fi
+done
+
 echo
 echo "== summary (JSON records in $root/build/bench/)"
 grep '^bench: ' "$log" || echo "(no bench: lines)"
