@@ -44,7 +44,8 @@ enum loom_io_kind {
 struct loom_io_req {
     struct loom_op op; /* the ring op for the io_uring backend; the completion for all */
     uint8_t kind;      /* enum loom_io_kind */
-    uint8_t reserved8;
+    uint8_t prio; /* priority class: 0 today; the hook for IO classes with shares (Seastar-like)
+                   * that the --io-depth budget will serve in proportion */
     uint16_t buf_index; /* registered buffer (fixed kinds) */
     int32_t fd;
     int32_t fd2;
