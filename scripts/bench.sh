@@ -5,6 +5,7 @@
 # summary of all their "bench:" lines.
 #
 #   scripts/bench.sh [BUILD_DIR]     (default build/release; `make bench` builds it first)
+#   BENCH_QUICK=1 gives the long peer comparisons (echo, files, IO pool) their --quick mode.
 #
 # Exit status: 0 when every benchmark exited 0; 1 when one crashed or failed (the others still
 # run and the summary still prints); 2 when there is nothing to run.
@@ -35,7 +36,11 @@ for bench in "${benches[@]}"; do
     echo "== $name"
     start=$(date +%s.%N)
     # stdout goes to the terminal and the log; stderr to the terminal only
-    "$bench" | tee -a "$log"
+    args=()
+    if [ -n "${BENCH_QUICK:-}" ] && [[ " echo_bench file_bench iopool_bench " == *" $name "* ]]; then
+        args=(--quick)
+    fi
+    "$bench" "${args[@]}" | tee -a "$log"
     status=${PIPESTATUS[0]}
     end=$(date +%s.%N)
     seconds=$(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }')
