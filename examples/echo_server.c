@@ -2,11 +2,12 @@
  * echo_server.c - a TCP echo server on every core, in loom's callback style.
  *
  * Every core listens on the same port (SO_REUSEPORT, so the kernel spreads connections over
- * the cores) with a multishot accept. A connection is one struct conn (a socket, a send op
- * and the chunk being sent: a few hundred bytes, no fiber and no buffer while idle). Received
- * chunks are lent by the core's buffer ring and sent back from that same memory, without a
- * copy; the next chunk is taken only when the previous one is fully sent, so a slow reader
- * makes its socket queue up to its receive limit and then pause: TCP pushes back on the peer.
+ * the cores) with a multishot accept. A connection is one struct conn from a per-core pool (a
+ * socket and a send op: about 300 bytes, no fiber and no buffer while idle). Received chunks
+ * are lent by the core's buffer ring and sent back from that same memory, without a copy, up
+ * to 8 per sendmsg (a batch record taken from a pool only while sending); the next chunks are
+ * taken only when the previous batch is fully sent, so a slow reader makes its socket queue
+ * up to its receive limit and then pause: TCP pushes back on the peer.
  *
  *   echo_server [--host ADDR] [--port N] [--stats] [loom options...]   (see --help)
  * SIGINT/SIGTERM stop it in order: no more accepts, every connection closed, buffers returned.

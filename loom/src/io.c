@@ -334,6 +334,8 @@ int loom_openat(int dirfd, const char *path, int flags, mode_t mode, int64_t dea
     req.flags = (uint32_t)(flags | O_CLOEXEC);
     req.mode = mode;
     int fd = io_call(&req, deadline_ns);
+    if (fd >= 0 && fd < DIRECT_FDS && !(flags & O_DIRECT))
+        atomic_store_explicit(&direct_align[fd], 0, memory_order_relaxed); /* a stale record */
     if (fd < 0 || !(flags & O_DIRECT))
         return fd;
     if (fd >= DIRECT_FDS) {
@@ -700,13 +702,12 @@ size_t loom_iobuf_align(void)
 
 static int pool_init(struct loom__reactor *r, struct loom__io *io, size_t bytes)
 {
-    if (bytes < ((size_t)1 << IOBUF_MIN_SHIFT))
+    bytes &= ~(((size_t)1 << IOBUF_MIN_SHIFT) - 1);
+    if (bytes == 0)
         return 0; /* no pool */
     unsigned top = IOBUF_MAX_SHIFT;
     while (((size_t)1 << top) > bytes)
         top--;
-    size_t unit = (size_t)1 << top;
-    bytes &= ~(unit - 1); /* whole top-level blocks */
     io->pool = loom__arena_carve(r, bytes, (size_t)1 << IOBUF_MIN_SHIFT);
     if (!io->pool) {
         loom__log("error",
@@ -721,8 +722,15 @@ static int pool_init(struct loom__reactor *r, struct loom__io *io, size_t bytes)
     memset(io->meta, 0, bytes >> IOBUF_MIN_SHIFT);
     io->pool_bytes = bytes;
     io->top_shift = top;
-    for (size_t off = bytes; off > 0; off -= unit)
-        free_push(io, top - IOBUF_MIN_SHIFT, io->pool + off - unit);
+    /* cut the pool into the largest blocks that fit, each aligned (from the pool's start) to
+     * its own size, so a size that is not a power of two loses nothing: 24 MiB = 16 + 8 */
+    for (size_t off = 0; off < bytes;) {
+        unsigned shift = top;
+        while (((size_t)1 << shift) > bytes - off || (off & (((size_t)1 << shift) - 1)))
+            shift--;
+        free_push(io, shift - IOBUF_MIN_SHIFT, io->pool + off);
+        off += (size_t)1 << shift;
+    }
     io->stats.iobuf_bytes = bytes;
     int rc = loom__uring_register_buffer(r, io->pool, bytes);
     if (rc < 0) {

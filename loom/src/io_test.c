@@ -333,6 +333,23 @@ static int test_main(void *arg)
     return 0;
 }
 
+/* A pool size that is not a power of two is used whole: 6 MiB = 4 + 2. */
+static int odd_pool_main(void *arg)
+{
+    (void)arg;
+    struct loom_io_stats st;
+    loom_io_stats_get(&st);
+    CHECK_EQ(st.iobuf_bytes, (uint64_t)6 << 20);
+    void *a = loom_iobuf_alloc((size_t)4 << 20);
+    void *b = loom_iobuf_alloc((size_t)2 << 20);
+    CHECK(a != NULL && b != NULL);
+    CHECK(loom_iobuf_alloc(4096) == NULL);
+    loom_iobuf_free(a);
+    loom_iobuf_free(b);
+    CHECK(loom_iobuf_alloc((size_t)4 << 20) != NULL);
+    return 0;
+}
+
 int main(void)
 {
     alarm(120);
@@ -346,5 +363,8 @@ int main(void)
     int rc = loom_run(&config, test_main, NULL);
     rmdir(dir);
     CHECK_EQ(rc, 0);
+    test_config(&config, 1);
+    config.io_buffer_bytes = (size_t)6 << 20;
+    CHECK_EQ(loom_run(&config, odd_pool_main, NULL), 0);
     return 0;
 }

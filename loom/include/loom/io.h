@@ -56,8 +56,9 @@ LOOM_API ssize_t loom_readv(int fd, const struct iovec *iov, int iovcnt, uint64_
 LOOM_API ssize_t loom_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t offset, int rwf,
                              int64_t deadline_ns);
 
-/* Reads/writes on a registered buffer: `buf` must lie inside one buffer from loom_iobuf_alloc()
- * (else -EINVAL). Where the ring has no registered buffers this is a plain read/write. */
+/* Reads/writes on a registered buffer: [buf, buf + len) must lie inside the core's IO buffer
+ * pool (memory from loom_iobuf_alloc(); else -EINVAL). Where the ring has no registered buffers
+ * this is a plain read/write. */
 LOOM_API ssize_t loom_read_fixed(int fd, void *buf, size_t len, uint64_t offset,
                                  int64_t deadline_ns);
 LOOM_API ssize_t loom_write_fixed(int fd, const void *buf, size_t len, uint64_t offset,
@@ -96,9 +97,9 @@ LOOM_API unsigned loom_io_direct_align(int fd);
 
 /* ---- aligned IO buffers ---------------------------------------------------------------------
  * Each core has a pool of IO buffers carved from its memory budget at start (--io-buffers,
- * default 8 MiB per core), aligned for O_DIRECT and registered with the core's ring so that
- * loom_read_fixed/loom_write_fixed skip the kernel's page pinning. Sizes are rounded up to a
- * power of two from 4 KiB (a buddy allocator: no fragmentation across sizes). */
+ * default min(16 MiB, an eighth of the core's budget)), aligned for O_DIRECT and registered with
+ * the core's ring so that loom_read_fixed/loom_write_fixed skip the kernel's page pinning. Sizes
+ * are rounded up to a power of two from 4 KiB up to 16 MiB (a buddy allocator). */
 
 /* An aligned buffer of at least `bytes`, or NULL when the pool has no block that large.
  * Core: any reactor thread; free it on the same core. */
