@@ -20,6 +20,7 @@
  * its JSON (bw_bytes for MB/s, iops). Without fio in PATH the benchmark says so and exits 0.
  *
  *   file_bench [--quick] [--rounds N] [--seconds S] [--dir PATH] [--callbacks] [--only NAME]
+ *              [--poll-us N]
  *     (about 90 s; --quick: 1 round of 1 s, about 15 s; --only runs the workloads whose name
  *     contains NAME)
  */
@@ -71,8 +72,9 @@ static char fio_json_path[600];
 static int rounds = ROUNDS;
 static int run_seconds = RUN_SECONDS;
 static bool use_callbacks;
-static const char *only; /* run only the workloads whose name contains this */
-static int cpu = 0;      /* the CPU loom's reactor and fio both run on */
+static const char *only;  /* run only the workloads whose name contains this */
+static int cpu = 0;       /* the CPU loom's reactor and fio both run on */
+static long poll_us = -1; /* --poll-us: the reactor's spin before sleeping; -1 = loom's default */
 
 /* ---- one loom run --------------------------------------------------------------------------- */
 
@@ -421,6 +423,8 @@ static int parse_args(int argc, char **argv)
             run_seconds = atoi(argv[++i]);
             if (run_seconds < 1 || run_seconds > 60)
                 return -1;
+        } else if (strcmp(argv[i], "--poll-us") == 0 && i + 1 < argc) {
+            poll_us = atol(argv[++i]);
         } else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
             only = argv[++i];
         } else if (strcmp(argv[i], "--dir") == 0 && i + 1 < argc) {
@@ -496,6 +500,8 @@ int main(int argc, char **argv)
     loom_config_init(&config);
     config.smp = 1;
     snprintf(config.cpuset, sizeof(config.cpuset), "%d", cpu);
+    if (poll_us >= 0)
+        config.poll_ns = poll_us * LOOM_NS_PER_US;
     config.stall_ns = 0; /* fio runs block the main fiber for seconds */
     config.memory_bytes = (size_t)256 << 20;
     config.io_depth = 64;                      /* above every workload's depth: never waits */
