@@ -274,9 +274,10 @@ static int core_stop(void *arg)
         struct loom_net_stats st;
         loom_net_stats_get(&st);
         printf("core %u: accepted %" PRIu64 ", received %" PRIu64 " bytes in %" PRIu64
-               " CQEs, -ENOBUFS %" PRIu64 ", re-arms %" PRIu64 ", buffers %u x %u, in use %u\n",
-               core, cs->accepted, st.recv_bytes, st.recv_cqes, st.enobufs, st.rearms, st.buffers,
-               st.buffer_size, st.buffers_in_use);
+               " CQEs, -ENOBUFS %" PRIu64 ", re-arms %" PRIu64 ", pauses %" PRIu64
+               ", buffers %u x %u in %u group(s), in use %u\n",
+               core, cs->accepted, st.recv_bytes, st.recv_cqes, st.enobufs, st.rearms,
+               st.auto_pauses, st.buffers, st.buffer_size, st.groups, st.buffers_in_use);
     }
     return 0;
 }

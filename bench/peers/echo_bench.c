@@ -16,10 +16,12 @@
  * includes the loopback TCP work done in its context (softirqs run on its syscalls); an info
  * line says how much CPU other processes took meanwhile, since a busy machine skews everything.
  * The loom server is <dir of this program>/../examples/echo_server, run as
- * `echo_server --smp 1 --cpuset 0 --port P` (override: --loom PATH or $LOOM_ECHO_SERVER); when
- * it does not exist loom's figures are skipped, and the raw_liburing vs libuv figures (reported
- * always, as echo_raw_liburing_*) still print. Servers are stopped with SIGTERM (SIGKILL after
- * 3 s) and die with this program (PR_SET_PDEATHSIG). Exit 1 when a run fails.
+ * `echo_server --smp 1 --cpuset 0 --poll-us 0 --port P` (no spinning when idle, like the
+ * baselines, whose idle time would otherwise not count as CPU) (override: --loom PATH or
+ * $LOOM_ECHO_SERVER); when it does not exist loom's figures are skipped, and the raw_liburing vs
+ * libuv figures (reported always, as echo_raw_liburing_*) still print. Servers are stopped with
+ * SIGTERM (SIGKILL after 3 s) and die with this program (PR_SET_PDEATHSIG). Exit 1 when a run
+ * fails.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -337,7 +339,10 @@ static bool run_one(enum server s, const struct workload *w, struct sample *out)
     int port = next_port++;
     char port_s[16];
     snprintf(port_s, sizeof(port_s), "%d", port);
-    char *loom_argv[] = {paths[s], "--smp", "1", "--cpuset", "0", "--port", port_s, NULL};
+    /* --poll-us 0: the baselines block in the kernel as soon as they are idle, so loom does
+     * too; spinning would bill idle time as server CPU per request */
+    char *loom_argv[] = {paths[s],    "--smp", "1",      "--cpuset", "0",
+                         "--poll-us", "0",     "--port", port_s,     NULL};
     char *peer_argv[] = {paths[s], "--cpu", "0", "--port", port_s, NULL};
     pid_t server = spawn(s == LOOM ? loom_argv : peer_argv, -1);
     if (server < 0)
@@ -521,7 +526,8 @@ static void parse(int argc, char **argv)
         opt.port < 0 || opt.port > 65000)
         usage();
     /* a port range of our own per invocation: rounds x workloads x servers ports from here */
-    next_port = opt.port > 0 ? opt.port : 20000 + (int)(getpid() % 400) * 100;
+    /* below the ephemeral range (32768-60999): clients, and TIME_WAIT, never hold these */
+    next_port = opt.port > 0 ? opt.port : 20000 + (int)(getpid() % 120) * 100;
 }
 
 int main(int argc, char **argv)

@@ -201,6 +201,7 @@ struct loom__reactor {
     struct loom__io *io;       /* io.c: file IO state (budget, backend, buffer pool) */
     struct loom__fault *fault; /* fault.c: NULL unless fault injection is on */
     struct loom__net *net;     /* net.c: the provided-buffer ring and its buffers */
+    bool net_notify_pending;   /* net.c has socket news to deliver after the CQE batch */
     struct loom_op *overflow_head, *overflow_tail; /* ops waiting for an SQE */
     struct loom_op *done_head, *done_tail;         /* completed without the kernel */
     uint32_t sqes_pending;                         /* prepared, not yet submitted */
@@ -368,6 +369,7 @@ void loom__bufring_publish(struct loom__bufring *br);
 struct loom__net;
 int loom__net_core_init(struct loom__reactor *r);
 void loom__net_core_deinit(struct loom__reactor *r);
+void loom__net_flush(struct loom__reactor *r); /* after a CQE batch: deliver socket news */
 
 /* io.c */
 struct loom__io;

@@ -35,6 +35,7 @@ enum {
     S_OPEN = 1u << 8,
     S_PEER_KNOWN = 1u << 9, /* S_LOOPBACK is valid */
     S_LOOPBACK = 1u << 10,
+    S_NOTIFY = 1u << 11, /* on the core's notify list */
 };
 
 enum { A_ARMED = 1, A_STOPPING = 2, A_PAUSED = 4, A_STARTED = 8 };
@@ -54,6 +55,7 @@ struct loom__net {
     uint16_t *next;
     uint32_t *len;
     struct loom_sock *rearm_head, *rearm_tail;
+    struct loom_sock *notify_head, *notify_tail; /* sockets with news from this CQE batch */
     size_t zc_threshold;
     struct loom_net_stats stats;
 };
@@ -495,7 +497,7 @@ static void buffer_return(struct loom__reactor *r, struct loom__net *n, uint16_t
     }
 }
 
-static void sock_notify(struct loom__reactor *r, struct loom_sock *s)
+static void sock_notify_now(struct loom__reactor *r, struct loom_sock *s)
 {
     if (s->waiter) {
         struct loom_baton *w = s->waiter;
@@ -504,6 +506,55 @@ static void sock_notify(struct loom__reactor *r, struct loom_sock *s)
     } else if (s->fn && !(s->state & S_CLOSING)) {
         s->fn(s);
     }
+}
+
+/* News for the reader is delivered once per CQE batch, after the whole batch is reaped
+ * (loom__net_flush): chunks that arrived together are taken and answered together. */
+static void sock_notify(struct loom__reactor *r, struct loom_sock *s)
+{
+    if (s->state & S_NOTIFY)
+        return;
+    struct loom__net *n = r->net;
+    s->state |= S_NOTIFY;
+    s->notify_next = NULL;
+    if (n->notify_tail)
+        n->notify_tail->notify_next = s;
+    else
+        n->notify_head = s;
+    n->notify_tail = s;
+    r->net_notify_pending = true;
+}
+
+void loom__net_flush(struct loom__reactor *r)
+{
+    struct loom__net *n = r->net;
+    r->net_notify_pending = false;
+    while (n->notify_head) {
+        struct loom_sock *s = n->notify_head;
+        n->notify_head = s->notify_next;
+        if (!n->notify_head)
+            n->notify_tail = NULL;
+        s->notify_next = NULL;
+        s->state &= (uint16_t)~S_NOTIFY;
+        sock_notify_now(r, s); /* may close s, or queue others */
+    }
+}
+
+static void notify_remove(struct loom__net *n, struct loom_sock *s)
+{
+    if (!(s->state & S_NOTIFY))
+        return;
+    struct loom_sock **link = &n->notify_head, *prev = NULL;
+    while (*link && *link != s) {
+        prev = *link;
+        link = &(*link)->notify_next;
+    }
+    LOOM_ASSERT(*link == s);
+    *link = s->notify_next;
+    if (n->notify_tail == s)
+        n->notify_tail = prev;
+    s->notify_next = NULL;
+    s->state &= (uint16_t)~S_NOTIFY;
 }
 
 static void sock_cqe(struct loom_op *op)
@@ -556,7 +607,8 @@ static void sock_cqe(struct loom_op *op)
         s->state |= S_EOF;
     } else if (res == -ENOBUFS) {
         n->stats.enobufs++;
-        n->ring_free[s->group] = 0; /* the kernel found it empty */
+        /* ring_free stays as counted (buffers given back minus buffers reported used): a
+         * buffer returned after this CQE was posted is really there */
     } else if (res != -ECANCELED) {
         s->error = res;
     }
@@ -948,6 +1000,7 @@ static void sock_begin_close(struct loom__reactor *r, struct loom_sock *s)
 {
     LOOM_ASSERTF(!(s->state & (S_CLOSING | S_CLOSED)), "socket closed twice");
     s->state |= S_CLOSING;
+    notify_remove(r->net, s); /* its memory may be reused once closed */
     if (s->state & S_WAIT_BUFS) {
         struct loom__net *n = r->net;
         struct loom_sock **link = &n->rearm_head, *prev = NULL;

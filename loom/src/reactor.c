@@ -339,6 +339,8 @@ void loom__reactor_run(struct loom__reactor *r)
         loom__fiber_run_ready(r);
         if (r->done_head)
             run_done(r);
+        if (LOOM_UNLIKELY(r->net_notify_pending)) /* news from completions run_done() ran */
+            loom__net_flush(r);
         loom__smp_drain(r);
         r->now_ns = loom__clock_ns();
         fire_timers(r);

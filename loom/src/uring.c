@@ -365,6 +365,8 @@ static int reap(struct loom__reactor *r)
         io_uring_cq_advance(ring, n);
         LOOM_STAT_ADD(r, cqes_reaped, n);
     }
+    if (r->net_notify_pending)
+        loom__net_flush(r);
     return (int)n;
 }
 

@@ -107,7 +107,7 @@ struct loom_rbuf {
 struct loom_sock;
 typedef void (*loom_sock_fn)(struct loom_sock *sock);
 
-/* Caller-owned, 168 bytes on x86-64: the whole user-space state of an idle connection. Fields are
+/* Caller-owned, 176 bytes on x86-64: the whole user-space state of an idle connection. Fields are
  * private except `data`. */
 struct loom_sock {
     struct loom_op op; /* the multishot receive; later its close */
@@ -122,7 +122,8 @@ struct loom_sock {
     loom_sock_fn fn;
     void *data; /* the caller's */
     struct loom_baton *waiter;
-    struct loom_sock *rearm_next; /* waiting for buffers after -ENOBUFS */
+    struct loom_sock *rearm_next;  /* waiting for buffers after -ENOBUFS */
+    struct loom_sock *notify_next; /* news to deliver after this CQE batch */
 };
 
 /* Takes `fd` (a connected TCP socket) and arms its receive. With `fn`, fn(sock) runs from the
