@@ -165,6 +165,81 @@ $(ECHO_BENCH): bench/peers/echo_bench.c $(BENCHLIB_OBJS) | $(PEERS) $(DEPS_STAMP
 	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< $(BENCHLIB_OBJS)
 # ---- end of bench/peers ----
 
+# ---- turbine ----
+# turbine/src/**/*.c (minus *_test.c, *_bench.c, *_fuzz.c) make libturbine.a, built with
+# -Iturbine/include -Iturbine/src. Every turbine *_test.c is a test program and every *_bench.c
+# a benchmark (linked with libturbine.a and libloom.a); every *_fuzz.c is a libFuzzer target
+# (make fuzz: clang, into build/fuzz/) and also a replay program $(BUILD)/test/NAME_test that
+# runs its corpus through LLVMFuzzerTestOneInput in every make test (test/fuzz_replay.h).
+TURBINE_DIRS := $(sort $(dir $(shell find turbine/src -name '*.c' 2>/dev/null)))
+TURBINE_ALL_SRCS := $(shell find turbine/src -name '*.c' 2>/dev/null)
+TURBINE_SRCS := $(filter-out %_test.c %_bench.c %_fuzz.c,$(TURBINE_ALL_SRCS))
+TURBINE_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(TURBINE_SRCS))
+TURBINE_TEST_SRCS := $(filter %_test.c,$(TURBINE_ALL_SRCS))
+TURBINE_BENCH_SRCS := $(filter %_bench.c,$(TURBINE_ALL_SRCS))
+TURBINE_FUZZ_SRCS := $(filter %_fuzz.c,$(TURBINE_ALL_SRCS))
+TURBINE_TESTS := $(patsubst %.c,$(BUILD)/test/%,$(notdir $(TURBINE_TEST_SRCS)))
+TURBINE_FUZZ_REPLAYS := $(patsubst %.c,$(BUILD)/test/%_test,$(notdir $(TURBINE_FUZZ_SRCS)))
+TURBINE_BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(TURBINE_BENCH_SRCS)))
+TURBINE_FUZZERS := $(patsubst %.c,build/fuzz/%,$(notdir $(TURBINE_FUZZ_SRCS)))
+LIBTURBINE_A := $(BUILD)/libturbine.a
+TURBINE_CFLAGS := -Iturbine/include -Iturbine/src
+TURBINE_LIBS := -lisal
+TURBINE_TEST_LIBS_batch_test := -lrdkafka
+TURBINE_HEADER_CHECKS := $(patsubst turbine/include/turbine/%.h,$(BUILD)/checkheaders/turbine/%.ok,\
+                         $(wildcard turbine/include/turbine/*.h))
+
+vpath %_test.c $(TURBINE_DIRS)
+vpath %_bench.c $(TURBINE_DIRS)
+vpath %_fuzz.c $(TURBINE_DIRS)
+
+.PHONY: fuzz turbine
+all: turbine
+lib: $(LIBTURBINE_A)
+tests: $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS)
+benches: $(TURBINE_BENCHES)
+checkheaders: $(TURBINE_HEADER_CHECKS)
+turbine: $(LIBTURBINE_A) $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BENCHES)
+fuzz: $(TURBINE_FUZZERS)
+
+$(TURBINE_OBJS): ALL_CFLAGS += $(TURBINE_CFLAGS)
+
+$(LIBTURBINE_A): $(TURBINE_OBJS)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	$(Q)$(call say,AR,$@)ar rcs $@ $^
+
+$(TURBINE_TESTS): $(BUILD)/test/%: %.c $(HARNESS_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) $(ALL_LDFLAGS) -o $@ $< \
+	    $(HARNESS_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS) $(TURBINE_TEST_LIBS_$*)
+
+$(TURBINE_FUZZ_REPLAYS): $(BUILD)/test/%_test: %.c $(LIBTURBINE_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) -DTURBINE_FUZZ_REPLAY \
+	    $(ALL_LDFLAGS) -o $@ $< $(LIBTURBINE_A) $(TURBINE_LIBS)
+
+$(TURBINE_BENCHES): $(BUILD)/bench/%: %.c $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< \
+	    $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)
+
+# libFuzzer targets: clang with its fuzzer runtime, ASan and UBSan, the library sources
+# compiled in (instrumented). Run e.g. build/fuzz/batch_fuzz turbine/src/log/fuzz_corpus/batch
+FUZZ_CC := clang
+FUZZ_CFLAGS := -std=gnu17 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
+               -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+               -Wall -Wextra -Werror -Wno-unused-parameter $(TURBINE_CFLAGS) -Itest
+build/fuzz/%: %.c $(TURBINE_SRCS) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,FUZZ,$@)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(TURBINE_SRCS) $(TURBINE_LIBS)
+
+$(TURBINE_HEADER_CHECKS): $(BUILD)/checkheaders/turbine/%.ok: turbine/include/turbine/%.h
+	@mkdir -p $(dir $@)
+	@echo '#include "turbine/$*.h"' | $(CC) -std=gnu17 -Wall -Wextra -Werror -Iturbine/include \
+	    -Iloom/include -x c -fsyntax-only - && touch $@
+# ---- end of turbine ----
+
 # make test: release runs every test; asan the unit tests at reduced scale; tsan the tests
 # tagged cross-thread (a "LOOM_TEST_TAGS: tsan" line in the source).
 test: $(DEPS_STAMP)

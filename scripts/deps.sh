@@ -12,6 +12,8 @@ PACKAGES=(
     libuv1-dev          # benchmark baseline (loom IO)
     fio                 # benchmark baseline (loom IO, log)
     procps util-linux   # ps, taskset, script in tests
+    libisal-dev         # CRC-32C (crc32_iscsi) for turbine RecordBatch v2
+    librdkafka-dev      # reference RecordBatch bytes in turbine's batch_test
 )
 
 missing=()
