@@ -101,8 +101,15 @@ static enum varint_result read_uvarint(const uint8_t **pp, const uint8_t *end, i
     return VARINT_OVERFLOW;
 }
 
-static enum varint_result read_varint32(const uint8_t **pp, const uint8_t *end, int32_t *out)
+static inline __attribute__((always_inline)) enum varint_result
+read_varint32(const uint8_t **pp, const uint8_t *end, int32_t *out)
 {
+    const uint8_t *p = *pp;
+    if (LIKELY(p < end && *p < 0x80)) { /* one byte: -64..63, most lengths and deltas */
+        *out = (int32_t)(*p >> 1) ^ -(int32_t)(*p & 1);
+        *pp = p + 1;
+        return VARINT_OK;
+    }
     uint64_t u;
     enum varint_result r = read_uvarint(pp, end, VARINT32_BYTES_MAX, 32, &u);
     if (r == VARINT_OK)
@@ -110,8 +117,15 @@ static enum varint_result read_varint32(const uint8_t **pp, const uint8_t *end, 
     return r;
 }
 
-static enum varint_result read_varint64(const uint8_t **pp, const uint8_t *end, int64_t *out)
+static inline __attribute__((always_inline)) enum varint_result
+read_varint64(const uint8_t **pp, const uint8_t *end, int64_t *out)
 {
+    const uint8_t *p = *pp;
+    if (LIKELY(p < end && *p < 0x80)) {
+        *out = (int64_t)(*p >> 1) ^ -(int64_t)(*p & 1);
+        *pp = p + 1;
+        return VARINT_OK;
+    }
     uint64_t u;
     enum varint_result r = read_uvarint(pp, end, VARINT64_BYTES_MAX, 64, &u);
     if (r == VARINT_OK)

@@ -444,6 +444,13 @@ static bool skip_string(const uint8_t **p, const uint8_t *end)
     return true;
 }
 
+static void parse_error(void)
+{
+    pthread_mutex_lock(&capture.lock);
+    capture.parse_errors++;
+    pthread_mutex_unlock(&capture.lock);
+}
+
 static void capture_batches(const uint8_t *p, size_t size, int16_t version)
 {
     while (size >= TURBINE_BATCH_LOG_OVERHEAD) {
@@ -464,7 +471,7 @@ static void capture_batches(const uint8_t *p, size_t size, int16_t version)
         size -= batch_size;
     }
     if (size != 0)
-        capture.parse_errors++;
+        parse_error();
 }
 
 /* Produce request v3..v8 (librdkafka 2.0.2 speaks up to v7; v9 would be flexible):
@@ -490,7 +497,7 @@ static void parse_request(const uint8_t *p, const uint8_t *end)
         }
     }
     if (!ok || p != end)
-        capture.parse_errors++;
+        parse_error();
 }
 
 static void relay_parse(struct relay_conn *c, const uint8_t *data, size_t n)
@@ -527,6 +534,14 @@ static bool write_all(int fd, const uint8_t *p, size_t n)
 
 #define RELAY_CONNS_MAX 16
 
+static void relay_close(struct relay_conn *c)
+{
+    close(c->client);
+    close(c->broker);
+    free(c->pending);
+    *c = (struct relay_conn){-1, -1, NULL, 0};
+}
+
 static void *relay_main(void *arg)
 {
     struct relay *relay = arg;
@@ -545,15 +560,7 @@ static void *relay_main(void *arg)
             continue;
         if (fds[0].revents)
             break;
-        if ((fds[1].revents & POLLIN) && nconns < RELAY_CONNS_MAX) {
-            int client = accept(relay->listen_fd, NULL, NULL);
-            int broker = socket(AF_INET, SOCK_STREAM, 0);
-            CHECK(client >= 0 && broker >= 0);
-            CHECK_EQ(
-                connect(broker, (struct sockaddr *)&relay->broker_addr, sizeof(relay->broker_addr)),
-                0);
-            conns[nconns++] = (struct relay_conn){client, broker, NULL, 0};
-        }
+        /* fds[] follows conns[] as polled: close and compact after the walk, accept last. */
         for (int i = 0; i < nconns; i++) {
             for (int side = 0; side < 2; side++) {
                 if (!fds[2 + 2 * i + side].revents)
@@ -564,21 +571,28 @@ static void *relay_main(void *arg)
                 if (n > 0 && side == 0)
                     relay_parse(&conns[i], buf, (size_t)n); /* before the broker can answer */
                 if (n <= 0 || !write_all(to, buf, (size_t)n)) {
-                    close(conns[i].client);
-                    close(conns[i].broker);
-                    free(conns[i].pending);
-                    conns[i] = conns[--nconns];
-                    i--;
+                    relay_close(&conns[i]);
                     break;
                 }
             }
         }
+        int kept = 0;
+        for (int i = 0; i < nconns; i++)
+            if (conns[i].client >= 0)
+                conns[kept++] = conns[i];
+        nconns = kept;
+        if ((fds[1].revents & POLLIN) && nconns < RELAY_CONNS_MAX) {
+            int client = accept(relay->listen_fd, NULL, NULL);
+            int broker = socket(AF_INET, SOCK_STREAM, 0);
+            CHECK(client >= 0 && broker >= 0);
+            CHECK_EQ(
+                connect(broker, (struct sockaddr *)&relay->broker_addr, sizeof(relay->broker_addr)),
+                0);
+            conns[nconns++] = (struct relay_conn){client, broker, NULL, 0};
+        }
     }
-    for (int i = 0; i < nconns; i++) {
-        close(conns[i].client);
-        close(conns[i].broker);
-        free(conns[i].pending);
-    }
+    for (int i = 0; i < nconns; i++)
+        relay_close(&conns[i]);
     return NULL;
 }
 
@@ -683,12 +697,12 @@ static void produce_run(struct relay *relay, const char *bootstraps, const char 
         if (rd_kafka_conf_set(conf, settings[i][0], settings[i][1], err, sizeof(err)) !=
             RD_KAFKA_CONF_OK)
             test_fail_(__FILE__, __LINE__, "conf %s: %s", settings[i][0], err);
+    active_relay = relay; /* before rd_kafka_new(): it connects at once */
     rd_kafka_conf_set_connect_cb(conf, connect_to_relay);
     rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
     rd_kafka_conf_set_opaque(conf, &delivered);
     rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
     CHECK(rk != NULL);
-    active_relay = relay;
     for (int i = 0; i < MESSAGES; i++) {
         rd_kafka_headers_t *headers = rd_kafka_headers_new(4);
         for (int h = 0; h < m[i].headers; h++) {
@@ -815,12 +829,14 @@ static void test_librdkafka(void)
     int checked_plain = 0, checked_compressed = 0;
     for (size_t run = 0; run < sizeof(runs) / sizeof(runs[0]); run++) {
         make_messages(m, (int)run);
+        pthread_mutex_lock(&capture.lock);
         int first = capture.count;
+        pthread_mutex_unlock(&capture.lock);
         produce_run(&relay, bootstraps, runs[run].codec, runs[run].idempotent, m);
         pthread_mutex_lock(&capture.lock);
-        int last = capture.count;
+        int last = capture.count, parse_errors = capture.parse_errors;
         pthread_mutex_unlock(&capture.lock);
-        CHECK_EQ(capture.parse_errors, 0);
+        CHECK_EQ(parse_errors, 0);
         CHECK_GT(last, first);
         int next = 0;
         for (int b = first; b < last; b++) {
