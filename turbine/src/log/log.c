@@ -1,0 +1,1324 @@
+/* SPDX-License-Identifier: MIT
+ * log.c - the partition log: segments, the O_DIRECT write path with group commit, indexes,
+ * reads, and recovery. See turbine/log.h for the contract and docs/storage-format.md for the
+ * files.
+ *
+ * Write state of the active segment (positions are byte offsets in its file):
+ *     wbuf_pos <= synced_end <= written_end <= data_end,  wbuf_pos aligned
+ * wbuf holds the file from wbuf_pos to data_end (zeros after it). A write covers
+ * [round_down(written_end), round_up(data_end)) and is the only one in flight, so the partly
+ * filled last block is never in two writes at once. When it completes, written_end moves to
+ * the data_end it was submitted with, and the buffer slides down to the block that holds
+ * written_end. A flush (fdatasync) is submitted only after the writes it must cover completed
+ * (io_uring does not order requests), and covers written_end as of its submission.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <loom/loom.h>
+
+#include "turbine/batch.h"
+#include "turbine/log.h"
+
+#define LOG_ASSERT(cond)                                                                           \
+    do {                                                                                           \
+        if (__builtin_expect(!(cond), 0)) {                                                        \
+            fprintf(stderr, "turbine: assertion failed: %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
+            abort();                                                                               \
+        }                                                                                          \
+    } while (0)
+
+#define INDEX_ENTRY 8u  /* relative offset u32, position u32, big-endian */
+#define TIME_ENTRY  12u /* timestamp i64, relative offset u32, big-endian */
+#define WINDOW      (64u * 1024u)
+
+/* ---- big-endian helpers ---------------------------------------------------------------- */
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    put_be32(p, (uint32_t)(v >> 32));
+    put_be32(p + 4, (uint32_t)v);
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static uint64_t get_be64(const uint8_t *p)
+{
+    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
+}
+
+/* ---- structures ----------------------------------------------------------------------------- */
+
+struct index_entry {
+    uint32_t rel_offset;
+    uint32_t position;
+};
+
+struct time_entry {
+    int64_t timestamp; /* the largest maxTimestamp up to this entry's batch */
+    uint32_t rel_offset;
+};
+
+struct segment {
+    struct segment *prev, *next;
+    int64_t base_offset;
+    int64_t end_offset; /* the offset after its last batch */
+    int fd;
+    uint64_t size;  /* bytes of batches */
+    uint64_t alloc; /* preallocated (FALLOC_FL_KEEP_SIZE) up to here */
+    int64_t created_ns;
+    int64_t max_timestamp;
+    uint64_t last_index_pos; /* position of the last index entry's batch */
+    bool has_index_entry;
+    struct index_entry *index;
+    uint32_t index_count, index_cap;
+    struct time_entry *tindex;
+    uint32_t tindex_count, tindex_cap;
+};
+
+struct waiter {
+    struct waiter *next;
+    int64_t end_offset;
+    int result;
+    struct loom_baton baton;
+};
+
+struct waitlist {
+    struct waiter *head, *tail;
+};
+
+struct turbine_log {
+    struct turbine_log_config config;
+    char dir[PATH_MAX];
+    int dirfd;
+    struct segment *first, *active;
+    int64_t start_offset;
+    int64_t next_offset;
+    unsigned align;
+
+    /* the write path (positions in the active segment) */
+    char *wbuf;
+    size_t wcap;
+    uint64_t wbuf_pos, data_end, written_end, synced_end;
+    uint64_t write_end;     /* data_end when the write in flight was submitted */
+    int64_t write_offset;   /* next_offset then */
+    uint64_t sync_end;      /* written_end when the flush in flight was submitted */
+    int64_t sync_offset;    /* written_offset then */
+    int64_t written_offset; /* every offset below is written */
+    int64_t flushed_offset; /* every offset below is flushed */
+    bool writing, syncing;
+    struct loom_io_req wreq, sreq;
+    struct loom_mutex append_mutex; /* one appender reserves and copies at a time */
+    struct loom_baton *space_waiter;
+    struct waitlist written_waiters, flushed_waiters, readers;
+    bool flush_wanted; /* a flush is needed once the write in flight completes */
+
+    /* reads */
+    char *window; /* aligned bounce buffer */
+    struct segment *win_seg;
+    uint64_t win_pos, win_len;
+
+    int error;
+    struct turbine_log_stats stats;
+};
+
+void turbine_log_config_init(struct turbine_log_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->segment_bytes = (uint64_t)1 << 30;
+    c->segment_ms = 0;
+    c->index_interval_bytes = 4096;
+    c->prealloc_bytes = (uint64_t)32 << 20;
+    c->max_unflushed_bytes = (uint64_t)16 << 20;
+    c->write_buffer_bytes = (size_t)1 << 20;
+    c->leader_epoch = 0;
+}
+
+static uint64_t round_down(uint64_t v, uint64_t a)
+{
+    return v & ~(a - 1);
+}
+
+static uint64_t round_up(uint64_t v, uint64_t a)
+{
+    return (v + a - 1) & ~(a - 1);
+}
+
+static void log_msg(const char *level, const struct turbine_log *log, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void log_msg(const char *level, const struct turbine_log *log, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "turbine[%s] %s: ", log->dir, level);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+    va_end(ap);
+}
+
+/* ---- waiters -------------------------------------------------------------------------------- */
+
+static void waitlist_push(struct waitlist *l, struct waiter *w)
+{
+    w->next = NULL;
+    if (l->tail)
+        l->tail->next = w;
+    else
+        l->head = w;
+    l->tail = w;
+}
+
+static bool waitlist_remove(struct waitlist *l, struct waiter *w)
+{
+    struct waiter **link = &l->head, *prev = NULL;
+    while (*link && *link != w) {
+        prev = *link;
+        link = &(*link)->next;
+    }
+    if (!*link)
+        return false;
+    *link = w->next;
+    if (l->tail == w)
+        l->tail = prev;
+    return true;
+}
+
+/* Wakes the waiters whose end_offset <= upto (all of them, with `error`, when error != 0). */
+static void waitlist_wake(struct waitlist *l, int64_t upto, int error)
+{
+    while (l->head && (error || l->head->end_offset <= upto)) {
+        struct waiter *w = l->head;
+        l->head = w->next;
+        if (!l->head)
+            l->tail = NULL;
+        w->result = error;
+        loom_baton_post(&w->baton);
+    }
+}
+
+/* Readers wait for written_offset > their offset. */
+static void readers_wake(struct turbine_log *log)
+{
+    struct waiter **link = &log->readers.head, *prev = NULL;
+    while (*link) {
+        struct waiter *w = *link;
+        if (log->error || log->written_offset > w->end_offset) {
+            *link = w->next;
+            if (log->readers.tail == w)
+                log->readers.tail = prev;
+            w->result = log->error;
+            loom_baton_post(&w->baton);
+        } else {
+            prev = w;
+            link = &w->next;
+        }
+    }
+}
+
+static void space_wake(struct turbine_log *log)
+{
+    if (log->space_waiter) {
+        struct loom_baton *b = log->space_waiter;
+        log->space_waiter = NULL;
+        loom_baton_post(b);
+    }
+}
+
+/* The log has failed: every waiter gets the error; later appends too. */
+static void log_fail(struct turbine_log *log, int error, const char *what)
+{
+    if (log->error)
+        return;
+    log->error = error;
+    log->stats.error = error;
+    log_msg("error", log, "%s failed: %s; the log is failed (reads of durable data continue)", what,
+            strerror(-error));
+    waitlist_wake(&log->written_waiters, 0, error);
+    waitlist_wake(&log->flushed_waiters, 0, error);
+    readers_wake(log);
+    space_wake(log);
+}
+
+/* ---- segments ------------------------------------------------------------------------------- */
+
+static void segment_name(char *buf, size_t size, int64_t base, const char *ext)
+{
+    snprintf(buf, size, "%020" PRId64 ".%s", base, ext);
+}
+
+static int index_add(struct segment *s, int64_t offset, uint64_t pos, int64_t max_ts)
+{
+    if (s->index_count == s->index_cap) {
+        uint32_t cap = s->index_cap ? s->index_cap * 2 : 64;
+        struct index_entry *n = realloc(s->index, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        s->index = n;
+        s->index_cap = cap;
+    }
+    if (s->tindex_count == s->tindex_cap) {
+        uint32_t cap = s->tindex_cap ? s->tindex_cap * 2 : 64;
+        struct time_entry *n = realloc(s->tindex, cap * sizeof(*n));
+        if (!n)
+            return -ENOMEM;
+        s->tindex = n;
+        s->tindex_cap = cap;
+    }
+    s->index[s->index_count++] =
+        (struct index_entry){(uint32_t)(offset - s->base_offset), (uint32_t)pos};
+    s->tindex[s->tindex_count++] = (struct time_entry){max_ts, (uint32_t)(offset - s->base_offset)};
+    s->last_index_pos = pos;
+    s->has_index_entry = true;
+    return 0;
+}
+
+/* Notes a batch appended (or found at recovery) at `pos` in segment s. */
+static int segment_note_batch(struct turbine_log *log, struct segment *s, uint64_t pos,
+                              const struct turbine_batch_info *info)
+{
+    int64_t base = info->header.base_offset;
+    int64_t ts = info->header.max_timestamp;
+    if (ts > s->max_timestamp)
+        s->max_timestamp = ts;
+    int rc = 0;
+    if (!s->has_index_entry || pos - s->last_index_pos >= log->config.index_interval_bytes)
+        rc = index_add(s, base, pos, s->max_timestamp);
+    s->end_offset = base + info->header.last_offset_delta + 1;
+    s->size = pos + info->size;
+    return rc;
+}
+
+static void segment_free(struct segment *s)
+{
+    if (s->fd >= 0)
+        loom_close(s->fd);
+    free(s->index);
+    free(s->tindex);
+    free(s);
+}
+
+/* Writes the index files of a sealed segment (plain buffered writes: they can be rebuilt). */
+static int segment_write_indexes(struct turbine_log *log, struct segment *s)
+{
+    char name[64], tmp[72];
+    size_t isize = (size_t)s->index_count * INDEX_ENTRY;
+    size_t tsize = (size_t)s->tindex_count * TIME_ENTRY;
+    uint8_t *bytes = malloc(isize > tsize ? isize : tsize);
+    if (!bytes && (isize || tsize))
+        return -ENOMEM;
+    int rc = 0;
+    for (int kind = 0; kind < 2 && rc == 0; kind++) {
+        size_t size = kind == 0 ? isize : tsize;
+        for (uint32_t i = 0; kind == 0 && i < s->index_count; i++) {
+            put_be32(bytes + i * INDEX_ENTRY, s->index[i].rel_offset);
+            put_be32(bytes + i * INDEX_ENTRY + 4, s->index[i].position);
+        }
+        for (uint32_t i = 0; kind == 1 && i < s->tindex_count; i++) {
+            put_be64(bytes + i * TIME_ENTRY, (uint64_t)s->tindex[i].timestamp);
+            put_be32(bytes + i * TIME_ENTRY + 8, s->tindex[i].rel_offset);
+        }
+        segment_name(name, sizeof(name), s->base_offset, kind == 0 ? "index" : "timeindex");
+        snprintf(tmp, sizeof(tmp), "%s.tmp", name);
+        int fd = loom_openat(log->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644, LOOM_NO_DEADLINE);
+        if (fd < 0) {
+            rc = fd;
+            break;
+        }
+        ssize_t n = size ? loom_write(fd, bytes, size, 0, 0, LOOM_NO_DEADLINE) : 0;
+        if (n < 0)
+            rc = (int)n;
+        if (rc == 0)
+            rc = loom_fsync(fd, LOOM_FSYNC_DATA, LOOM_NO_DEADLINE);
+        loom_close(fd);
+        if (rc == 0)
+            rc = loom_renameat(log->dirfd, tmp, log->dirfd, name, 0, LOOM_NO_DEADLINE);
+    }
+    free(bytes);
+    return rc;
+}
+
+/* Loads the index files of sealed segment s; false when missing or inconsistent. */
+static bool segment_load_indexes(struct turbine_log *log, struct segment *s)
+{
+    char name[64];
+    bool ok = true;
+    for (int kind = 0; kind < 2 && ok; kind++) {
+        segment_name(name, sizeof(name), s->base_offset, kind == 0 ? "index" : "timeindex");
+        struct statx stx;
+        if (loom_statx(log->dirfd, name, 0, STATX_SIZE, &stx, LOOM_NO_DEADLINE) < 0)
+            return false;
+        size_t entry = kind == 0 ? INDEX_ENTRY : TIME_ENTRY;
+        if (stx.stx_size == 0 || stx.stx_size % entry)
+            return false;
+        uint8_t *bytes = malloc(stx.stx_size);
+        int fd = loom_openat(log->dirfd, name, O_RDONLY, 0, LOOM_NO_DEADLINE);
+        if (!bytes || fd < 0) {
+            free(bytes);
+            if (fd >= 0)
+                loom_close(fd);
+            return false;
+        }
+        ssize_t n = loom_read(fd, bytes, stx.stx_size, 0, 0, LOOM_NO_DEADLINE);
+        loom_close(fd);
+        uint32_t count = (uint32_t)(stx.stx_size / entry);
+        if (n != (ssize_t)stx.stx_size) {
+            free(bytes);
+            return false;
+        }
+        if (kind == 0) {
+            s->index = malloc(count * sizeof(*s->index));
+            s->index_cap = s->index_count = s->index ? count : 0;
+            for (uint32_t i = 0; s->index && i < count; i++) {
+                s->index[i].rel_offset = get_be32(bytes + i * INDEX_ENTRY);
+                s->index[i].position = get_be32(bytes + i * INDEX_ENTRY + 4);
+                /* increasing, inside the file */
+                if (s->index[i].position >= s->size ||
+                    (i && (s->index[i].position <= s->index[i - 1].position ||
+                           s->index[i].rel_offset <= s->index[i - 1].rel_offset)))
+                    ok = false;
+            }
+            ok = ok && s->index && s->index[0].position == 0;
+        } else {
+            s->tindex = malloc(count * sizeof(*s->tindex));
+            s->tindex_cap = s->tindex_count = s->tindex ? count : 0;
+            for (uint32_t i = 0; s->tindex && i < count; i++) {
+                s->tindex[i].timestamp = (int64_t)get_be64(bytes + i * TIME_ENTRY);
+                s->tindex[i].rel_offset = get_be32(bytes + i * TIME_ENTRY + 8);
+                if (s->tindex[i].timestamp > s->max_timestamp)
+                    s->max_timestamp = s->tindex[i].timestamp;
+            }
+            ok = ok && s->tindex && s->tindex_count == s->index_count;
+        }
+        free(bytes);
+    }
+    if (!ok) {
+        free(s->index);
+        free(s->tindex);
+        s->index = NULL;
+        s->tindex = NULL;
+        s->index_count = s->index_cap = s->tindex_count = s->tindex_cap = 0;
+    }
+    return ok;
+}
+
+/* ---- reading the files (O_DIRECT through an aligned window) -------------------------------- */
+
+/* Copies [pos, pos + len) of segment s into dst. Returns 0, -ENODATA past the file's end, or
+ * -errno. */
+static int segment_read(struct turbine_log *log, struct segment *s, uint64_t pos, void *dst,
+                        size_t len)
+{
+    char *out = dst;
+    while (len > 0) {
+        if (log->win_seg == s && pos >= log->win_pos && pos < log->win_pos + log->win_len) {
+            size_t n = log->win_pos + log->win_len - pos;
+            if (n > len)
+                n = len;
+            memcpy(out, log->window + (pos - log->win_pos), n);
+            out += n;
+            pos += n;
+            len -= n;
+            continue;
+        }
+        uint64_t start = round_down(pos, log->align);
+        ssize_t n = loom_read(s->fd, log->window, WINDOW, start, 0, LOOM_NO_DEADLINE);
+        if (n < 0) {
+            log->win_seg = NULL;
+            return (int)n;
+        }
+        log->win_seg = s;
+        log->win_pos = start;
+        log->win_len = (uint64_t)n;
+        if (pos >= start + (uint64_t)n)
+            return -ENODATA;
+    }
+    return 0;
+}
+
+/* Forgets window contents at or after `pos` of s (the file changed there). */
+static void window_invalidate(struct turbine_log *log, struct segment *s)
+{
+    if (log->win_seg == s)
+        log->win_seg = NULL;
+}
+
+/* ---- the write path ------------------------------------------------------------------------- */
+
+static void write_start(struct turbine_log *log);
+static void flush_start(struct turbine_log *log);
+static int write_checkpoint(struct turbine_log *log);
+
+static void flush_done(struct loom_op *op)
+{
+    struct turbine_log *log = op->data;
+    log->syncing = false;
+    if (op->res < 0) {
+        log_fail(log, op->res, "fdatasync");
+        return;
+    }
+    log->stats.flushes++;
+    log->synced_end = log->sync_end;
+    log->flushed_offset = log->sync_offset;
+    waitlist_wake(&log->flushed_waiters, log->flushed_offset, 0);
+    /* appends whose write completed after this flush was submitted need another one */
+    if (log->flushed_waiters.head && log->flushed_waiters.head->end_offset <= log->written_offset)
+        flush_start(log);
+    else if (log->flush_wanted && !log->writing)
+        flush_start(log);
+    space_wake(log);
+}
+
+static void flush_start(struct turbine_log *log)
+{
+    if (log->syncing || log->error || log->synced_end == log->written_end)
+        return;
+    log->flush_wanted = false;
+    log->syncing = true;
+    log->sync_end = log->written_end;
+    log->sync_offset = log->written_offset;
+    memset(&log->sreq, 0, sizeof(log->sreq));
+    log->sreq.kind = LOOM_IO_FSYNC;
+    log->sreq.fd = log->active->fd;
+    log->sreq.flags = LOOM_FSYNC_DATA;
+    log->sreq.op.fn = flush_done;
+    log->sreq.op.data = log;
+    loom_io_start(&log->sreq);
+}
+
+static void write_done(struct loom_op *op)
+{
+    struct turbine_log *log = op->data;
+    log->writing = false;
+    uint64_t start = round_down(log->written_end, log->align);
+    uint64_t want = round_up(log->write_end, log->align) - start;
+    if (op->res < 0 || (uint64_t)op->res < want) {
+        /* a short O_DIRECT write to a file: treat as the device's failure */
+        log_fail(log, op->res < 0 ? op->res : -EIO, "segment write");
+        return;
+    }
+    log->stats.writes++;
+    log->stats.write_bytes += want;
+    log->written_end = log->write_end;
+    log->written_offset = log->write_offset;
+    window_invalidate(log, log->active);
+    /* slide the buffer to the block that holds written_end */
+    uint64_t new_pos = round_down(log->written_end, log->align);
+    if (new_pos > log->wbuf_pos) {
+        size_t keep = log->data_end - new_pos;
+        size_t old_used = round_up(log->data_end - log->wbuf_pos, log->align);
+        memmove(log->wbuf, log->wbuf + (new_pos - log->wbuf_pos), keep);
+        memset(log->wbuf + keep, 0, old_used - keep);
+        log->wbuf_pos = new_pos;
+    }
+    waitlist_wake(&log->written_waiters, log->written_offset, 0);
+    readers_wake(log);
+    bool need_flush = (log->flushed_waiters.head &&
+                       log->flushed_waiters.head->end_offset <= log->written_offset) ||
+                      log->written_end - log->synced_end > log->config.max_unflushed_bytes ||
+                      log->flush_wanted;
+    if (need_flush)
+        flush_start(log);
+    if (log->data_end > log->written_end)
+        write_start(log);
+    space_wake(log);
+}
+
+static void write_start(struct turbine_log *log)
+{
+    if (log->writing || log->error || log->data_end == log->written_end)
+        return;
+    uint64_t start = round_down(log->written_end, log->align);
+    uint64_t end = round_up(log->data_end, log->align);
+    LOG_ASSERT(start >= log->wbuf_pos && end - log->wbuf_pos <= log->wcap);
+    log->writing = true;
+    log->write_end = log->data_end;
+    log->write_offset = log->next_offset;
+    memset(&log->wreq, 0, sizeof(log->wreq));
+    log->wreq.kind = LOOM_IO_WRITE;
+    log->wreq.fd = log->active->fd;
+    log->wreq.addr = log->wbuf + (start - log->wbuf_pos);
+    log->wreq.len = (uint32_t)(end - start);
+    log->wreq.offset = start;
+    log->wreq.op.fn = write_done;
+    log->wreq.op.data = log;
+    loom_io_start(&log->wreq);
+}
+
+/* Waits (holding the append mutex) until the write path has room or changed. */
+static int wait_space(struct turbine_log *log, int64_t deadline_ns)
+{
+    struct loom_baton b;
+    loom_baton_init(&b);
+    log->space_waiter = &b;
+    int rc = loom_baton_wait(&b, deadline_ns);
+    if (log->space_waiter == &b)
+        log->space_waiter = NULL;
+    loom_baton_deinit(&b);
+    return rc;
+}
+
+/* Waits until everything appended to the active segment is written and flushed. */
+static int drain(struct turbine_log *log, int64_t deadline_ns)
+{
+    for (;;) {
+        if (log->error)
+            return log->error;
+        if (log->written_end == log->data_end && log->synced_end == log->written_end &&
+            !log->writing && !log->syncing)
+            return 0;
+        if (!log->writing)
+            write_start(log);
+        if (!log->writing && !log->syncing)
+            flush_start(log);
+        else
+            log->flush_wanted = true;
+        int rc = wait_space(log, deadline_ns);
+        if (rc < 0)
+            return rc;
+    }
+}
+
+static int segment_create(struct turbine_log *log, int64_t base, struct segment **out)
+{
+    struct segment *s = calloc(1, sizeof(*s));
+    if (!s)
+        return -ENOMEM;
+    s->fd = -1;
+    s->base_offset = s->end_offset = base;
+    s->max_timestamp = INT64_MIN;
+    s->created_ns = loom_now_ns();
+    char name[64];
+    segment_name(name, sizeof(name), base, "log");
+    int fd =
+        loom_openat(log->dirfd, name, O_RDWR | O_CREAT | O_EXCL | O_DIRECT, 0644, LOOM_NO_DEADLINE);
+    if (fd == -EINVAL) /* a file system without O_DIRECT */
+        fd = loom_openat(log->dirfd, name, O_RDWR | O_CREAT | O_EXCL, 0644, LOOM_NO_DEADLINE);
+    if (fd < 0) {
+        free(s);
+        return fd;
+    }
+    s->fd = fd;
+    int rc =
+        loom_fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, log->config.prealloc_bytes, LOOM_NO_DEADLINE);
+    if (rc == -EOPNOTSUPP)
+        rc = 0; /* no preallocation on this file system */
+    else if (rc == 0)
+        s->alloc = log->config.prealloc_bytes;
+    if (rc == 0) {
+        /* the new file's entry is durable before anything in it is acknowledged */
+        rc = loom_fsync(fd, 0, LOOM_NO_DEADLINE);
+    }
+    if (rc == 0)
+        rc = loom_fsync(log->dirfd, 0, LOOM_NO_DEADLINE);
+    if (rc < 0) {
+        loom_close(fd);
+        loom_unlinkat(log->dirfd, name, 0, LOOM_NO_DEADLINE);
+        free(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+/* Seals the active segment and starts a new one at next_offset. Holds the append mutex. */
+static int roll(struct turbine_log *log, int64_t deadline_ns)
+{
+    int rc = drain(log, deadline_ns);
+    if (rc < 0)
+        return rc;
+    struct segment *old = log->active;
+    struct segment *s;
+    rc = segment_create(log, log->next_offset, &s);
+    if (rc < 0)
+        return rc;
+    rc = segment_write_indexes(log, old);
+    if (rc < 0)
+        log_msg("warning", log, "writing the index of segment %020" PRId64 ": %s (rebuilt at open)",
+                old->base_offset, strerror(-rc));
+    /* the old file keeps its preallocation beyond its size: give it back */
+    if (loom_ftruncate(old->fd, old->size, LOOM_NO_DEADLINE) == 0)
+        (void)loom_fsync(old->fd, 0, LOOM_NO_DEADLINE);
+    s->prev = old;
+    old->next = s;
+    log->active = s;
+    log->wbuf_pos = log->data_end = log->written_end = log->synced_end = 0;
+    memset(log->wbuf, 0, log->wcap);
+    log->stats.rolls++;
+    log->stats.segments++;
+    /* segments before the active one are sealed: recovery trusts their index files */
+    rc = write_checkpoint(log);
+    if (rc < 0)
+        log_msg("warning", log, "writing the checkpoint: %s", strerror(-rc));
+    return 0;
+}
+
+/* ---- append --------------------------------------------------------------------------------- */
+
+int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t size,
+                           enum turbine_durability durability, int64_t deadline_ns)
+{
+    if (log->error)
+        return log->error;
+    if (size == 0)
+        return -EINVAL;
+    /* validate everything first: all or nothing */
+    const uint8_t *p = batches;
+    uint64_t records = 0;
+    unsigned count = 0;
+    for (size_t off = 0; off < size;) {
+        struct turbine_batch_info info;
+        enum turbine_batch_status st = turbine_batch_validate(p + off, size - off, &info);
+        if (st != TURBINE_BATCH_OK)
+            return -EBADMSG;
+        if (info.size > log->wcap / 4)
+            return -EMSGSIZE;
+        records += (uint64_t)info.header.last_offset_delta + 1;
+        off += info.size;
+        count++;
+    }
+    int rc = loom_mutex_lock(&log->append_mutex, deadline_ns);
+    if (rc < 0)
+        return rc;
+    struct segment *s = log->active;
+    /* roll by size or age */
+    if (s->size > 0 && (s->size + size > log->config.segment_bytes ||
+                        (log->config.segment_ms > 0 &&
+                         loom_now_ns() - s->created_ns > log->config.segment_ms * 1000000LL))) {
+        rc = roll(log, deadline_ns);
+        if (rc < 0)
+            goto unlock;
+        s = log->active;
+    }
+    /* room in the staging buffer */
+    while (!log->error && round_up(log->data_end + size, log->align) - log->wbuf_pos > log->wcap) {
+        write_start(log);
+        rc = wait_space(log, deadline_ns);
+        if (rc < 0)
+            goto unlock;
+    }
+    if (log->error) {
+        rc = log->error;
+        goto unlock;
+    }
+    /* blocks on disk ahead of the data: ENOSPC here rejects the append cleanly */
+    if (log->data_end + size > s->alloc) {
+        uint64_t want = round_up(log->data_end + size + log->config.prealloc_bytes, 1u << 20);
+        rc = loom_fallocate(s->fd, FALLOC_FL_KEEP_SIZE, s->alloc, want - s->alloc, deadline_ns);
+        if (rc < 0)
+            goto unlock;
+        s->alloc = want;
+    }
+    /* copy, stamp, index */
+    int64_t first = log->next_offset;
+    char *dst = log->wbuf + (log->data_end - log->wbuf_pos);
+    memcpy(dst, batches, size);
+    for (size_t off = 0; off < size;) {
+        struct turbine_batch_info info;
+        turbine_batch_header_decode(dst + off, &info.header);
+        info.size = (size_t)info.header.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+        turbine_batch_set_base_offset(dst + off, log->next_offset);
+        turbine_batch_set_partition_leader_epoch(dst + off, log->config.leader_epoch);
+        info.header.base_offset = log->next_offset;
+        rc = segment_note_batch(log, s, log->data_end + off, &info);
+        if (rc < 0) {
+            log_fail(log, rc, "index");
+            goto unlock;
+        }
+        log->next_offset += info.header.last_offset_delta + 1;
+        off += info.size;
+    }
+    log->data_end += size;
+    LOG_ASSERT(s->size == log->data_end);
+    log->stats.appends++;
+    log->stats.batches += count;
+    log->stats.bytes += size;
+    int64_t end = log->next_offset;
+    write_start(log);
+    loom_mutex_unlock(&log->append_mutex);
+
+    if (durability == TURBINE_DURABLE_NONE)
+        return first;
+    struct waiter w = {.end_offset = end};
+    struct waitlist *list =
+        durability == TURBINE_DURABLE_FSYNC ? &log->flushed_waiters : &log->written_waiters;
+    int64_t done = durability == TURBINE_DURABLE_FSYNC ? log->flushed_offset : log->written_offset;
+    if (done >= end)
+        return first;
+    if (durability == TURBINE_DURABLE_FSYNC && !log->writing && log->written_offset >= end)
+        flush_start(log);
+    loom_baton_init(&w.baton);
+    waitlist_push(list, &w);
+    rc = loom_baton_wait(&w.baton, deadline_ns);
+    if (rc < 0 && waitlist_remove(list, &w)) {
+        loom_baton_deinit(&w.baton);
+        return -ETIMEDOUT;
+    }
+    loom_baton_deinit(&w.baton);
+    if (w.result < 0)
+        return w.result;
+    return first;
+unlock:
+    loom_mutex_unlock(&log->append_mutex);
+    return rc;
+}
+
+/* ---- reads ---------------------------------------------------------------------------------- */
+
+static struct segment *segment_for(struct turbine_log *log, int64_t offset)
+{
+    struct segment *s = log->active;
+    while (s && s->base_offset > offset)
+        s = s->prev;
+    return s;
+}
+
+/* The position in s of the last indexed batch starting at or before `offset`. */
+static uint64_t index_floor(const struct segment *s, int64_t offset)
+{
+    uint32_t rel = (uint32_t)(offset - s->base_offset);
+    uint32_t lo = 0, hi = s->index_count;
+    while (lo < hi) {
+        uint32_t mid = (lo + hi) / 2;
+        if (s->index[mid].rel_offset <= rel)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo == 0 ? 0 : s->index[lo - 1].position;
+}
+
+ssize_t turbine_log_read(struct turbine_log *log, int64_t offset, void *buf, size_t size,
+                         size_t max_bytes, int64_t limit_offset)
+{
+    if (offset < log->start_offset || offset > log->next_offset)
+        return -ERANGE;
+    if (limit_offset > log->written_offset)
+        limit_offset = log->written_offset; /* only what is on disk */
+    if (offset >= limit_offset)
+        return 0;
+    struct segment *s = segment_for(log, offset);
+    if (!s)
+        return -ERANGE;
+    uint64_t pos = index_floor(s, offset);
+    size_t copied = 0;
+    uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+    while (s) {
+        uint64_t seg_end = s == log->active ? log->written_end : s->size;
+        if (pos >= seg_end) {
+            s = s->next;
+            pos = 0;
+            continue;
+        }
+        int rc = segment_read(log, s, pos, hdr, sizeof(hdr));
+        if (rc < 0)
+            return rc;
+        struct turbine_batch_header h;
+        turbine_batch_header_decode(hdr, &h);
+        size_t bsize = (size_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+        if (h.base_offset >= limit_offset)
+            break;
+        int64_t last = h.base_offset + h.last_offset_delta;
+        if (last >= offset) {
+            if (copied + bsize > size) {
+                if (copied == 0)
+                    return -ENOBUFS;
+                break;
+            }
+            if (copied > 0 && copied + bsize > max_bytes)
+                break;
+            rc = segment_read(log, s, pos, (char *)buf + copied, bsize);
+            if (rc < 0)
+                return rc;
+            copied += bsize;
+            if (copied >= max_bytes)
+                break;
+        }
+        pos += bsize;
+    }
+    return (ssize_t)copied;
+}
+
+int64_t turbine_log_offset_for_time(struct turbine_log *log, int64_t timestamp)
+{
+    for (struct segment *s = log->first; s; s = s->next) {
+        if (s->max_timestamp < timestamp || s->end_offset <= log->start_offset)
+            continue;
+        /* the first time index entry at or past the timestamp bounds the scan */
+        uint64_t pos = 0;
+        for (uint32_t i = 0; i < s->tindex_count; i++) {
+            if (s->tindex[i].timestamp >= timestamp)
+                break;
+            pos = s->index[i].position;
+        }
+        uint64_t seg_end = s == log->active ? log->written_end : s->size;
+        uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+        while (pos < seg_end) {
+            if (segment_read(log, s, pos, hdr, sizeof(hdr)) < 0)
+                break;
+            struct turbine_batch_header h;
+            turbine_batch_header_decode(hdr, &h);
+            if (h.max_timestamp >= timestamp && h.base_offset >= log->start_offset)
+                return h.base_offset;
+            pos += (uint64_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+        }
+    }
+    return log->next_offset;
+}
+
+int turbine_log_wait(struct turbine_log *log, int64_t offset, int64_t deadline_ns)
+{
+    if (log->error)
+        return log->error;
+    if (log->written_offset > offset)
+        return 0;
+    struct waiter w = {.end_offset = offset};
+    loom_baton_init(&w.baton);
+    waitlist_push(&log->readers, &w);
+    int rc = loom_baton_wait(&w.baton, deadline_ns);
+    if (rc < 0 && waitlist_remove(&log->readers, &w)) {
+        loom_baton_deinit(&w.baton);
+        return -ETIMEDOUT;
+    }
+    loom_baton_deinit(&w.baton);
+    return w.result;
+}
+
+int64_t turbine_log_start_offset(const struct turbine_log *log)
+{
+    return log->start_offset;
+}
+
+int64_t turbine_log_end_offset(const struct turbine_log *log)
+{
+    return log->next_offset;
+}
+
+int64_t turbine_log_written_offset(const struct turbine_log *log)
+{
+    return log->written_offset;
+}
+
+int64_t turbine_log_flushed_offset(const struct turbine_log *log)
+{
+    return log->flushed_offset;
+}
+
+void turbine_log_stats_get(const struct turbine_log *log, struct turbine_log_stats *out)
+{
+    *out = log->stats;
+}
+
+/* ---- open and recovery ---------------------------------------------------------------------- */
+
+/* The end of the last valid batch that starts in [from, to) of s, or -1 when there is none. */
+static int64_t last_valid_after(struct turbine_log *log, struct segment *s, uint64_t from,
+                                uint64_t to, char *scratch, size_t scratch_size)
+{
+    int64_t last_end = -1;
+    for (uint64_t pos = from; pos + TURBINE_BATCH_HEADER_SIZE <= to;) {
+        uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+        if (segment_read(log, s, pos, hdr, sizeof(hdr)) < 0)
+            break;
+        uint32_t blen = get_be32(hdr + TURBINE_BATCH_OFF_BATCH_LENGTH);
+        size_t bsize = (size_t)blen + TURBINE_BATCH_LOG_OVERHEAD;
+        if (hdr[TURBINE_BATCH_OFF_MAGIC] == TURBINE_BATCH_MAGIC &&
+            blen >= TURBINE_BATCH_HEADER_SIZE - TURBINE_BATCH_LOG_OVERHEAD &&
+            bsize <= scratch_size && pos + bsize <= to &&
+            segment_read(log, s, pos, scratch, bsize) == 0 &&
+            turbine_batch_validate(scratch, bsize, NULL) == TURBINE_BATCH_OK) {
+            last_end = (int64_t)(pos + bsize);
+            pos += bsize;
+            continue;
+        }
+        pos++;
+    }
+    return last_end;
+}
+
+static bool all_zero(struct turbine_log *log, struct segment *s, uint64_t from, uint64_t to)
+{
+    uint8_t chunk[256];
+    while (from < to) {
+        size_t n = to - from < sizeof(chunk) ? (size_t)(to - from) : sizeof(chunk);
+        if (segment_read(log, s, from, chunk, n) < 0)
+            return false;
+        for (size_t i = 0; i < n; i++)
+            if (chunk[i])
+                return false;
+        from += n;
+    }
+    return true;
+}
+
+/* Scans segment s from the start: rebuilds its index and finds the end of its valid batches.
+ * For the last segment a damaged tail is cut (within max_unflushed_bytes) or refused. */
+static int segment_scan(struct turbine_log *log, struct segment *s, bool last, uint64_t file_size)
+/* last: the active segment, whose torn tail may be cut */
+{
+    char *scratch = log->wbuf; /* unused until the log is open */
+    size_t scratch_size = log->wcap;
+    free(s->index);
+    free(s->tindex);
+    s->index = NULL;
+    s->tindex = NULL;
+    s->index_count = s->index_cap = s->tindex_count = s->tindex_cap = 0;
+    s->has_index_entry = false;
+    s->size = 0;
+    s->end_offset = s->base_offset;
+    uint64_t pos = 0;
+    int64_t expect = s->base_offset;
+    const char *why = NULL;
+    while (pos < file_size) {
+        uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+        if (file_size - pos < TURBINE_BATCH_HEADER_SIZE) {
+            why = "an incomplete batch header";
+            break;
+        }
+        int rc = segment_read(log, s, pos, hdr, sizeof(hdr));
+        if (rc < 0)
+            return rc;
+        uint32_t blen = get_be32(hdr + TURBINE_BATCH_OFF_BATCH_LENGTH);
+        size_t bsize = (size_t)blen + TURBINE_BATCH_LOG_OVERHEAD;
+        if (blen == 0 && hdr[TURBINE_BATCH_OFF_MAGIC] == 0) {
+            why = "zeros";
+            break;
+        }
+        if (bsize > scratch_size || pos + bsize > file_size) {
+            why = "a batch running past the file's end";
+            break;
+        }
+        rc = segment_read(log, s, pos, scratch, bsize);
+        if (rc < 0)
+            return rc;
+        struct turbine_batch_info info;
+        enum turbine_batch_status st = turbine_batch_validate(scratch, bsize, &info);
+        if (st != TURBINE_BATCH_OK) {
+            why = turbine_batch_status_str(st);
+            break;
+        }
+        if (info.header.base_offset != expect) {
+            why = "an offset out of sequence";
+            break;
+        }
+        rc = segment_note_batch(log, s, pos, &info);
+        if (rc < 0)
+            return rc;
+        expect = s->end_offset;
+        pos += bsize;
+    }
+    if (pos < file_size && file_size - pos < log->align && all_zero(log, s, pos, file_size)) {
+        /* the zero padding of the last O_DIRECT block: not damage */
+        int rc = loom_ftruncate(s->fd, pos, LOOM_NO_DEADLINE);
+        if (rc < 0)
+            return rc;
+        window_invalidate(log, s);
+    } else if (pos < file_size) {
+        /* valid data further on means damage in flushed data, not a torn tail */
+        int64_t found = last_valid_after(log, s, pos + 1, file_size, scratch, scratch_size);
+        uint64_t window = log->config.max_unflushed_bytes;
+        if (!last || (found >= 0 && (uint64_t)found - pos > window)) {
+            log_msg("error", log,
+                    "segment %020" PRId64 ".log is damaged at byte %" PRIu64 " (%s) with valid "
+                    "batches after it%s: refusing to truncate flushed data",
+                    s->base_offset, pos, why, last ? " beyond the unflushed window" : "");
+            return -EUCLEAN;
+        }
+        log_msg("warning", log,
+                "segment %020" PRId64 ".log: cutting a torn tail at byte %" PRIu64 " (%s): %" PRIu64
+                " bytes, never acknowledged under the fsync policy",
+                s->base_offset, pos, why, file_size - pos);
+        int rc = loom_ftruncate(s->fd, pos, LOOM_NO_DEADLINE);
+        if (rc < 0)
+            return rc;
+        window_invalidate(log, s);
+        log->stats.recovered_torn += file_size - pos;
+    }
+    s->size = pos;
+    return 0;
+}
+
+static int log_open_dir(struct turbine_log *log)
+{
+    int rc = loom_mkdirat(AT_FDCWD, log->dir, 0755, LOOM_NO_DEADLINE);
+    if (rc < 0 && rc != -EEXIST)
+        return rc;
+    if (rc == 0) {
+        /* the partition's directory entry is durable before anything in it */
+        char parent[PATH_MAX + 4];
+        snprintf(parent, sizeof(parent), "%s/..", log->dir);
+        rc = loom_fsync_dir(AT_FDCWD, parent, LOOM_NO_DEADLINE);
+        if (rc < 0)
+            return rc;
+    }
+    log->dirfd = loom_openat(AT_FDCWD, log->dir, O_RDONLY | O_DIRECTORY, 0, LOOM_NO_DEADLINE);
+    return log->dirfd < 0 ? log->dirfd : 0;
+}
+
+static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t *active_base)
+{
+    *first_base = 0;
+    *active_base = 0;
+    int fd = loom_openat(log->dirfd, "checkpoint", O_RDONLY, 0, LOOM_NO_DEADLINE);
+    if (fd == -ENOENT)
+        return 0;
+    if (fd < 0)
+        return fd;
+    char text[128] = {0};
+    ssize_t n = loom_read(fd, text, sizeof(text) - 1, 0, 0, LOOM_NO_DEADLINE);
+    loom_close(fd);
+    if (n < 0)
+        return (int)n;
+    long long start, first, active;
+    if (sscanf(text, "turbine-checkpoint 1 start %lld first %lld active %lld", &start, &first,
+               &active) != 3 ||
+        start < 0 || first < 0 || first > start || active < first) {
+        log_msg("error", log, "checkpoint file is unreadable: '%.60s'", text);
+        return -EUCLEAN;
+    }
+    log->start_offset = start;
+    *first_base = first;
+    *active_base = active;
+    return 0;
+}
+
+/* Writes the checkpoint durably: a temp file, fsync, rename over the old one, directory fsync.
+ * A crash leaves the old or the new one, never a mix. */
+static int write_checkpoint(struct turbine_log *log)
+{
+    char text[160];
+    int len =
+        snprintf(text, sizeof(text),
+                 "turbine-checkpoint 1 start %" PRId64 " first %" PRId64 " active %" PRId64 "\n",
+                 log->start_offset, log->first->base_offset, log->active->base_offset);
+    int fd = loom_openat(log->dirfd, "checkpoint.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644,
+                         LOOM_NO_DEADLINE);
+    if (fd < 0)
+        return fd;
+    ssize_t n = loom_write(fd, text, (size_t)len, 0, 0, LOOM_NO_DEADLINE);
+    int rc = n < 0 ? (int)n : loom_fsync(fd, 0, LOOM_NO_DEADLINE);
+    int crc = loom_close(fd);
+    if (rc == 0)
+        rc = crc;
+    if (rc == 0)
+        rc = loom_renameat(log->dirfd, "checkpoint.tmp", log->dirfd, "checkpoint", 0,
+                           LOOM_NO_DEADLINE);
+    if (rc == 0)
+        rc = loom_fsync(log->dirfd, 0, LOOM_NO_DEADLINE);
+    return rc;
+}
+
+int turbine_log_open(const struct turbine_log_config *config, struct turbine_log **out)
+{
+    if (!config->dir || !*config->dir || config->write_buffer_bytes < 64 * 1024 ||
+        config->index_interval_bytes == 0 || config->segment_bytes < 4096 ||
+        config->segment_bytes > UINT32_MAX)
+        return -EINVAL;
+    struct turbine_log *log = calloc(1, sizeof(*log));
+    if (!log)
+        return -ENOMEM;
+    log->config = *config;
+    snprintf(log->dir, sizeof(log->dir), "%s", config->dir);
+    log->config.dir = log->dir;
+    log->dirfd = -1;
+    loom_mutex_init(&log->append_mutex);
+    log->wcap = config->write_buffer_bytes;
+    log->wbuf = loom_iobuf_alloc(log->wcap);
+    log->window = loom_iobuf_alloc(WINDOW);
+    int rc = 0;
+    if (!log->wbuf || !log->window) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    rc = log_open_dir(log);
+    if (rc < 0)
+        goto fail;
+    int64_t first_base, active_base;
+    rc = read_checkpoint(log, &first_base, &active_base);
+    if (rc < 0)
+        goto fail;
+    /* the segments form a chain: each is named by the offset where the one before ends, from
+     * the first (the checkpoint's, or 0), so no directory listing is needed */
+    int64_t base = first_base;
+    for (;;) {
+        char name[64];
+        segment_name(name, sizeof(name), base, "log");
+        int fd = loom_openat(log->dirfd, name, O_RDWR | O_DIRECT, 0, LOOM_NO_DEADLINE);
+        if (fd == -EINVAL)
+            fd = loom_openat(log->dirfd, name, O_RDWR, 0, LOOM_NO_DEADLINE);
+        if (fd == -ENOENT)
+            break;
+        if (fd < 0) {
+            rc = fd;
+            break;
+        }
+        struct segment *s = calloc(1, sizeof(*s));
+        if (!s) {
+            loom_close(fd);
+            rc = -ENOMEM;
+            break;
+        }
+        s->fd = fd;
+        s->base_offset = s->end_offset = base;
+        s->max_timestamp = INT64_MIN;
+        s->created_ns = loom_now_ns();
+        if (!log->align) {
+            log->align = loom_io_direct_align(s->fd);
+            if (!log->align)
+                log->align = 4096;
+        }
+        s->prev = log->active;
+        if (log->active)
+            log->active->next = s;
+        else
+            log->first = s;
+        log->active = s;
+        log->stats.segments++;
+        struct statx stx;
+        rc = loom_statx(s->fd, "", AT_EMPTY_PATH, STATX_SIZE, &stx, LOOM_NO_DEADLINE);
+        if (rc < 0)
+            break;
+        /* segments before the checkpoint's active one were sealed (flushed, exact size) */
+        s->size = stx.stx_size;
+        bool sealed = s->base_offset < active_base;
+        bool trusted = sealed && segment_load_indexes(log, s);
+        if (trusted) {
+            /* the end offset from the batches after the last index entry */
+            uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+            uint64_t pos = s->index[s->index_count - 1].position;
+            while (rc == 0 && pos + TURBINE_BATCH_HEADER_SIZE <= s->size) {
+                rc = segment_read(log, s, pos, hdr, sizeof(hdr));
+                struct turbine_batch_header h;
+                turbine_batch_header_decode(hdr, &h);
+                if (h.magic != TURBINE_BATCH_MAGIC || h.batch_length < 49)
+                    break; /* the zero padding of the last block */
+                s->end_offset = h.base_offset + h.last_offset_delta + 1;
+                pos += (uint64_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+            }
+            if (rc < 0)
+                break;
+            s->size = pos;
+        } else {
+            rc = segment_scan(log, s, !sealed, stx.stx_size);
+            if (rc < 0)
+                break;
+            if (sealed) {
+                log->stats.index_rebuilds++;
+                int wrc = segment_write_indexes(log, s);
+                if (wrc < 0)
+                    log_msg("warning", log, "rewriting the index of %020" PRId64 ": %s",
+                            s->base_offset, strerror(-wrc));
+            }
+        }
+        if (s->prev && s->prev->end_offset != s->base_offset) {
+            log_msg("error", log, "segment %020" PRId64 " does not follow the one before",
+                    s->base_offset);
+            rc = -EUCLEAN;
+            break;
+        }
+        base = s->end_offset;
+        if (s->size == 0)
+            break; /* an empty segment is the last one */
+    }
+    if (rc < 0)
+        goto fail;
+    if (!log->active) {
+        struct segment *s;
+        rc = segment_create(log, log->start_offset, &s);
+        if (rc < 0)
+            goto fail;
+        log->first = log->active = s;
+        log->stats.segments = 1;
+        log->align = loom_io_direct_align(s->fd);
+        if (!log->align)
+            log->align = 4096;
+    }
+    if (log->start_offset < log->first->base_offset)
+        log->start_offset = log->first->base_offset;
+    struct segment *a = log->active;
+    log->next_offset = a->end_offset;
+    /* the write path resumes at the end of the valid data: load its partial block */
+    memset(log->wbuf, 0, log->wcap);
+    log->data_end = log->written_end = a->size;
+    log->wbuf_pos = round_down(a->size, log->align);
+    if (a->size > log->wbuf_pos) {
+        rc = segment_read(log, a, log->wbuf_pos, log->wbuf, a->size - log->wbuf_pos);
+        if (rc < 0)
+            goto fail;
+    }
+    if (a->alloc < a->size + log->config.prealloc_bytes) {
+        uint64_t want = round_up(a->size + log->config.prealloc_bytes, 1u << 20);
+        rc = loom_fallocate(a->fd, FALLOC_FL_KEEP_SIZE, 0, want, LOOM_NO_DEADLINE);
+        if (rc < 0 && rc != -EOPNOTSUPP)
+            goto fail;
+        a->alloc = want;
+    }
+    /* what is on disk now may still be in the device's cache: flush it once */
+    rc = loom_fsync(a->fd, LOOM_FSYNC_DATA, LOOM_NO_DEADLINE);
+    if (rc < 0)
+        goto fail;
+    log->synced_end = a->size;
+    log->written_offset = log->flushed_offset = log->next_offset;
+    *out = log;
+    return 0;
+fail:
+    for (struct segment *s = log->first, *next; s; s = next) {
+        next = s->next;
+        segment_free(s);
+    }
+    if (log->dirfd >= 0)
+        loom_close(log->dirfd);
+    loom_iobuf_free(log->wbuf);
+    loom_iobuf_free(log->window);
+    free(log);
+    return rc;
+}
+
+int turbine_log_close(struct turbine_log *log)
+{
+    int rc = loom_mutex_lock(&log->append_mutex, LOOM_NO_DEADLINE);
+    LOG_ASSERT(rc == 0);
+    rc = drain(log, LOOM_NO_DEADLINE);
+    /* an in-flight write or flush must end before the buffer goes */
+    while (log->writing || log->syncing)
+        wait_space(log, LOOM_NO_DEADLINE);
+    if (rc == 0 && !log->error) {
+        struct segment *a = log->active;
+        int wrc = segment_write_indexes(log, a);
+        if (wrc < 0)
+            log_msg("warning", log, "writing the index of the active segment: %s", strerror(-wrc));
+        (void)loom_ftruncate(a->fd, a->size, LOOM_NO_DEADLINE);
+    }
+    if (!log->error)
+        log->error = -ESHUTDOWN; /* waiters of anything still pending */
+    waitlist_wake(&log->readers, 0, log->error);
+    loom_mutex_unlock(&log->append_mutex);
+    for (struct segment *s = log->first, *next; s; s = next) {
+        next = s->next;
+        segment_free(s);
+    }
+    loom_close(log->dirfd);
+    loom_iobuf_free(log->wbuf);
+    loom_iobuf_free(log->window);
+    loom_mutex_deinit(&log->append_mutex);
+    free(log);
+    return rc == -ESHUTDOWN ? 0 : rc;
+}

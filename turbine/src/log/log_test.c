@@ -1,0 +1,326 @@
+/* SPDX-License-Identifier: MIT
+ * log_test.c - the partition log on a real file system: appends under every durability,
+ * offsets dense and increasing, bytes read back identical, group commit (fewer flushes than
+ * appends), segment rolls and a reopen that trusts sealed indexes, index rebuild, a torn tail
+ * cut at open, damage in flushed data refused (-EUCLEAN), bad input rejected whole, lookups by
+ * time, and readers woken by appends.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <loom/loom.h>
+
+#include "harness.h"
+#include "turbine/batch.h"
+#include "turbine/log.h"
+
+static char root[256];
+static int dir_seq;
+
+static void new_dir(char *out, size_t size)
+{
+    snprintf(out, size, "%s/p%d", root, dir_seq++);
+}
+
+/* One batch of `n` records whose values carry (tag, i), timestamps from ts. */
+static size_t make_batch(void *buf, size_t cap, uint32_t tag, int n, int64_t ts)
+{
+    struct turbine_record_in recs[64];
+    char values[64][32];
+    CHECK_LE(n, 64);
+    for (int i = 0; i < n; i++) {
+        int len = snprintf(values[i], sizeof(values[i]), "v-%u-%d", tag, i);
+        recs[i] = (struct turbine_record_in){.timestamp = ts + i,
+                                             .key = NULL,
+                                             .key_size = -1,
+                                             .value = values[i],
+                                             .value_size = len};
+    }
+    struct turbine_batch_params params = {
+        .producer_id = -1, .producer_epoch = -1, .base_sequence = -1};
+    int64_t size = turbine_batch_encode(buf, cap, &params, recs, n);
+    CHECK_GT(size, 0);
+    return (size_t)size;
+}
+
+static struct turbine_log_config config_for(const char *dir)
+{
+    struct turbine_log_config c;
+    turbine_log_config_init(&c);
+    c.dir = dir;
+    c.prealloc_bytes = 1 << 20;
+    c.write_buffer_bytes = 256 * 1024;
+    return c;
+}
+
+/* Reads everything from `from` and checks offsets are dense and values are tag-consistent. */
+static int64_t read_all(struct turbine_log *log, int64_t from, int64_t *batches_out)
+{
+    static char buf[1 << 20];
+    int64_t next = from, batches = 0;
+    for (;;) {
+        ssize_t n =
+            turbine_log_read(log, next, buf, sizeof(buf), 256 * 1024, turbine_log_end_offset(log));
+        CHECK_GE(n, 0);
+        if (n == 0)
+            break;
+        for (size_t off = 0; off < (size_t)n;) {
+            struct turbine_batch_info info;
+            CHECK_EQ(turbine_batch_validate(buf + off, (size_t)n - off, &info), TURBINE_BATCH_OK);
+            CHECK_EQ(info.header.base_offset, next);
+            next += info.header.last_offset_delta + 1;
+            off += info.size;
+            batches++;
+        }
+    }
+    if (batches_out)
+        *batches_out = batches;
+    return next;
+}
+
+static void test_basic(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    CHECK_EQ(turbine_log_end_offset(log), 0);
+    char batch[8192];
+    int64_t expect = 0;
+    for (int i = 0; i < 30; i++) {
+        size_t size = make_batch(batch, sizeof(batch), (uint32_t)i, 1 + i % 7, 1000 + i * 10);
+        enum turbine_durability d = (enum turbine_durability)(i % 3);
+        int64_t off = turbine_log_append(log, batch, size, d, LOOM_NO_DEADLINE);
+        CHECK_EQ(off, expect);
+        expect += 1 + i % 7;
+    }
+    CHECK_EQ(turbine_log_end_offset(log), expect);
+    CHECK_EQ(turbine_log_wait(log, expect - 1, loom_now_ns() + 5 * LOOM_NS_PER_S), 0);
+    CHECK_EQ(read_all(log, 0, NULL), expect);
+    /* read from the middle of a batch: the batch holding it comes first */
+    static char buf[65536];
+    ssize_t n = turbine_log_read(log, 2, buf, sizeof(buf), 1, expect);
+    CHECK_GT(n, 0);
+    struct turbine_batch_info info;
+    CHECK_EQ(turbine_batch_validate(buf, (size_t)n, &info), TURBINE_BATCH_OK);
+    CHECK_EQ(info.header.base_offset, 1); /* batch 1 holds offsets 1 and 2 */
+    CHECK_EQ(turbine_log_read(log, expect + 1, buf, sizeof(buf), 100, expect), -ERANGE);
+    CHECK_EQ(turbine_log_read(log, 0, buf, 10, 100, expect), -ENOBUFS);
+    /* time lookup: batch i has timestamps from 1000 + 10 i */
+    CHECK_EQ(turbine_log_offset_for_time(log, 0), 0);
+    CHECK_EQ(turbine_log_offset_for_time(log, 1000 + 10 * 29 + 100), expect);
+    int64_t t5 = turbine_log_offset_for_time(log, 1000 + 10 * 5);
+    CHECK_GT(t5, 0);
+    /* bad input: nothing appended */
+    size_t size = make_batch(batch, sizeof(batch), 99, 3, 5000);
+    batch[size - 1] ^= 1;
+    CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+             -EBADMSG);
+    CHECK_EQ(turbine_log_append(log, batch, 10, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+             -EBADMSG);
+    CHECK_EQ(turbine_log_end_offset(log), expect);
+    static char big[200 * 1024];
+    struct turbine_record_in r = {
+        .timestamp = 1, .key_size = -1, .value = big, .value_size = 100 * 1024};
+    struct turbine_batch_params params = {
+        .producer_id = -1, .producer_epoch = -1, .base_sequence = -1};
+    static char bigbatch[210 * 1024];
+    int64_t bsize = turbine_batch_encode(bigbatch, sizeof(bigbatch), &params, &r, 1);
+    CHECK_GT(bsize, 0);
+    CHECK_EQ(
+        turbine_log_append(log, bigbatch, (size_t)bsize, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+        -EMSGSIZE);
+    struct turbine_log_stats st;
+    turbine_log_stats_get(log, &st);
+    CHECK_EQ(st.appends, 30u);
+    CHECK_EQ(turbine_log_close(log), 0);
+
+    /* reopen: the same log */
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    CHECK_EQ(turbine_log_end_offset(log), expect);
+    turbine_log_stats_get(log, &st);
+    CHECK_EQ(st.recovered_torn, 0u);
+    CHECK_EQ(read_all(log, 0, NULL), expect);
+    size = make_batch(batch, sizeof(batch), 100, 2, 9000);
+    CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE), expect);
+    CHECK_EQ(turbine_log_close(log), 0);
+}
+
+struct appender {
+    struct turbine_log *log;
+    int count;
+    int64_t *offsets;
+    struct loom_waitgroup *wg;
+    uint32_t tag;
+};
+
+static int appender_main(void *arg)
+{
+    struct appender *a = arg;
+    char batch[4096];
+    for (int i = 0; i < a->count; i++) {
+        size_t size = make_batch(batch, sizeof(batch), a->tag, 4, 100);
+        a->offsets[i] =
+            turbine_log_append(a->log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE);
+        CHECK_GE(a->offsets[i], 0);
+        CHECK_GE(turbine_log_flushed_offset(a->log), a->offsets[i] + 4);
+    }
+    loom_waitgroup_done(a->wg);
+    return 0;
+}
+
+static void test_group_commit_and_roll(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    c.segment_bytes = 16 * 1024; /* many segments */
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    enum { FIBERS = 16 };
+    int per = (int)test_scale(60);
+    if (per < 10)
+        per = 10;
+    struct appender ap[FIBERS];
+    struct loom_waitgroup wg;
+    loom_waitgroup_init(&wg);
+    for (int f = 0; f < FIBERS; f++) {
+        ap[f] = (struct appender){.log = log, .count = per, .wg = &wg, .tag = (uint32_t)f};
+        ap[f].offsets = calloc((size_t)per, sizeof(int64_t));
+        loom_waitgroup_add(&wg, 1);
+        CHECK_EQ(loom_spawn(NULL, appender_main, &ap[f], NULL), 0);
+    }
+    CHECK_EQ(loom_waitgroup_wait(&wg, loom_now_ns() + 60 * LOOM_NS_PER_S), 0);
+    loom_waitgroup_deinit(&wg);
+    int64_t total = (int64_t)FIBERS * per * 4;
+    CHECK_EQ(turbine_log_end_offset(log), total);
+    /* every offset handed out once */
+    char *seen = calloc((size_t)total, 1);
+    for (int f = 0; f < FIBERS; f++) {
+        for (int i = 0; i < per; i++) {
+            CHECK_EQ(ap[f].offsets[i] % 4, 0);
+            CHECK_EQ(seen[ap[f].offsets[i]], 0);
+            seen[ap[f].offsets[i]] = 1;
+        }
+        free(ap[f].offsets);
+    }
+    free(seen);
+    struct turbine_log_stats st;
+    turbine_log_stats_get(log, &st);
+    printf("  %d FSYNC appends by %d fibers: %" PRIu64 " writes, %" PRIu64 " flushes, %" PRIu64
+           " segments\n",
+           FIBERS * per, FIBERS, st.writes, st.flushes, st.segments);
+    CHECK_LT(st.flushes, (uint64_t)(FIBERS * per)); /* group commit shared flushes */
+    CHECK_GT(st.segments, 2u);
+    int64_t batches;
+    CHECK_EQ(read_all(log, 0, &batches), total);
+    CHECK_EQ(batches, (int64_t)FIBERS * per);
+    CHECK_EQ(turbine_log_close(log), 0);
+
+    /* reopen: sealed segments trusted by their indexes */
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    turbine_log_stats_get(log, &st);
+    CHECK_EQ(st.index_rebuilds, 0u);
+    CHECK_EQ(turbine_log_end_offset(log), total);
+    CHECK_EQ(read_all(log, 0, NULL), total);
+    /* a read starting in a middle segment */
+    CHECK_EQ(read_all(log, total / 2, NULL), total);
+    CHECK_EQ(turbine_log_close(log), 0);
+
+    /* lose the index files of the first segment: rebuilt */
+    char path[400];
+    snprintf(path, sizeof(path), "%s/00000000000000000000.index", dir);
+    CHECK_EQ(unlink(path), 0);
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    turbine_log_stats_get(log, &st);
+    CHECK_EQ(st.index_rebuilds, 1u);
+    CHECK_EQ(read_all(log, 0, NULL), total);
+    CHECK_EQ(turbine_log_close(log), 0);
+}
+
+static void test_torn_tail_and_damage(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    c.max_unflushed_bytes = 4096;
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    char batch[8192];
+    int64_t end = 0;
+    for (int i = 0; i < 100; i++) {
+        size_t size = make_batch(batch, sizeof(batch), (uint32_t)i, 10, 100);
+        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE),
+                 end);
+        end += 10;
+    }
+    CHECK_EQ(turbine_log_close(log), 0);
+    char path[400];
+    snprintf(path, sizeof(path), "%s/00000000000000000000.log", dir);
+    struct stat stb;
+    CHECK_EQ(stat(path, &stb), 0);
+    off_t valid = stb.st_size;
+    /* a torn tail: half a batch after the valid data */
+    size_t size = make_batch(batch, sizeof(batch), 77, 10, 100);
+    int fd = open(path, O_WRONLY);
+    CHECK_GE(fd, 0);
+    CHECK_EQ(pwrite(fd, batch, size / 2, valid), (ssize_t)(size / 2));
+    close(fd);
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    struct turbine_log_stats st;
+    turbine_log_stats_get(log, &st);
+    CHECK_EQ(st.recovered_torn, size / 2);
+    CHECK_EQ(turbine_log_end_offset(log), end);
+    CHECK_EQ(read_all(log, 0, NULL), end);
+    /* and appends go on where the valid data ended */
+    CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE), end);
+    end += 10;
+    CHECK_EQ(turbine_log_close(log), 0);
+    CHECK_EQ(stat(path, &stb), 0);
+    CHECK_EQ(stb.st_size, valid + (off_t)size);
+
+    /* a flipped byte early in flushed data, valid batches far beyond: refused */
+    fd = open(path, O_RDWR);
+    char b;
+    CHECK_EQ(pread(fd, &b, 1, 100), 1);
+    b ^= 0x40;
+    CHECK_EQ(pwrite(fd, &b, 1, 100), 1);
+    close(fd);
+    CHECK_EQ(turbine_log_open(&c, &log), -EUCLEAN);
+    /* nothing was truncated by the refused open */
+    CHECK_EQ(stat(path, &stb), 0);
+    CHECK_EQ(stb.st_size, valid + (off_t)size);
+}
+
+static int test_main(void *arg)
+{
+    (void)arg;
+    test_basic();
+    test_group_commit_and_roll();
+    test_torn_tail_and_damage();
+    return 0;
+}
+
+int main(void)
+{
+    alarm(120);
+    const char *base = getenv("TMPDIR");
+    snprintf(root, sizeof(root), "%s/turbine_log_test.XXXXXX", base && *base ? base : "/tmp");
+    CHECK(mkdtemp(root) != NULL);
+    struct loom_config config;
+    test_config(&config, 1);
+    config.io_buffer_bytes = (size_t)8 << 20;
+    int rc = loom_run(&config, test_main, NULL);
+    char cmd[400];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", root);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", root);
+    CHECK_EQ(rc, 0);
+    return 0;
+}
