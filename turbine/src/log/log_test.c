@@ -185,8 +185,8 @@ static void test_group_commit_and_roll(void)
     CHECK_EQ(turbine_log_open(&c, &log), 0);
     enum { FIBERS = 16 };
     int per = (int)test_scale(60);
-    if (per < 10)
-        per = 10;
+    if (per < 30)
+        per = 30; /* enough to roll several 16 KiB segments */
     struct appender ap[FIBERS];
     struct loom_waitgroup wg;
     loom_waitgroup_init(&wg);
