@@ -59,6 +59,8 @@ struct turbine_log_config {
     size_t write_buffer_bytes;     /* the staging buffer, from loom's IO buffers (1 MiB): the
                                     * largest batch the log accepts is a quarter of it */
     int32_t leader_epoch;          /* stamped into every batch */
+    int64_t retention_ms;          /* delete segments whose newest batch is older (0: keep) */
+    uint64_t retention_bytes;      /* delete the oldest segments beyond this size (0: keep) */
 };
 
 /* Fills the defaults above (dir NULL). */
@@ -110,6 +112,12 @@ TURBINE_API int64_t turbine_log_offset_for_time(struct turbine_log *log, int64_t
  * Returns 0, -ETIMEDOUT, or the log's error. */
 TURBINE_API int turbine_log_wait(struct turbine_log *log, int64_t offset, int64_t deadline_ns);
 
+/* Deletes whole segments beyond retention_ms (their largest maxTimestamp older than
+ * now_ms - retention_ms) or retention_bytes (oldest first, while the rest still holds
+ * retention_bytes), never the active segment. The new log start offset is made durable (the
+ * checkpoint) before any file is removed. Returns the number of segments deleted, or -errno. */
+TURBINE_API int turbine_log_apply_retention(struct turbine_log *log, int64_t now_ms);
+
 /* Counters. */
 struct turbine_log_stats {
     uint64_t appends;        /* append calls that appended */
@@ -120,6 +128,7 @@ struct turbine_log_stats {
     uint64_t flushes;        /* fdatasyncs */
     uint64_t segments;       /* segments in the log now */
     uint64_t rolls;          /* segments rolled */
+    uint64_t deleted;        /* segments deleted by retention */
     uint64_t recovered_torn; /* bytes cut from a torn tail at open */
     uint64_t index_rebuilds; /* indexes rebuilt at open */
     int error;               /* the error that failed the log, 0 when healthy */

@@ -927,6 +927,55 @@ void turbine_log_stats_get(const struct turbine_log *log, struct turbine_log_sta
     *out = log->stats;
 }
 
+/* ---- retention ------------------------------------------------------------------------------ */
+
+int turbine_log_apply_retention(struct turbine_log *log, int64_t now_ms)
+{
+    int rc = loom_mutex_lock(&log->append_mutex, LOOM_NO_DEADLINE);
+    if (rc < 0)
+        return rc;
+    uint64_t total = 0;
+    for (struct segment *s = log->first; s; s = s->next)
+        total += s->size;
+    int deleted = 0;
+    while (log->first != log->active) {
+        struct segment *s = log->first;
+        bool by_bytes =
+            log->config.retention_bytes > 0 && total - s->size >= log->config.retention_bytes;
+        bool by_time = log->config.retention_ms > 0 && s->max_timestamp != INT64_MIN &&
+                       s->max_timestamp < now_ms - log->config.retention_ms;
+        if (!by_bytes && !by_time)
+            break;
+        /* the new start is durable before the files go: a crash leaves at most orphans */
+        log->first = s->next;
+        log->first->prev = NULL;
+        if (log->start_offset < log->first->base_offset)
+            log->start_offset = log->first->base_offset;
+        rc = write_checkpoint(log);
+        if (rc < 0) {
+            log->first = s; /* keep it: the old checkpoint still names it */
+            s->next->prev = s;
+            break;
+        }
+        window_invalidate(log, s);
+        static const char *const exts[] = {"log", "index", "timeindex"};
+        for (int i = 0; i < 3; i++) {
+            char name[64];
+            segment_name(name, sizeof(name), s->base_offset, exts[i]);
+            int urc = loom_unlinkat(log->dirfd, name, 0, LOOM_NO_DEADLINE);
+            if (urc < 0 && urc != -ENOENT)
+                log_msg("warning", log, "removing %s: %s", name, strerror(-urc));
+        }
+        total -= s->size;
+        segment_free(s);
+        log->stats.segments--;
+        log->stats.deleted++;
+        deleted++;
+    }
+    loom_mutex_unlock(&log->append_mutex);
+    return rc < 0 && deleted == 0 ? rc : deleted;
+}
+
 /* ---- open and recovery ---------------------------------------------------------------------- */
 
 /* The end of the last valid batch that starts in [from, to) of s, or -1 when there is none. */
@@ -1211,6 +1260,8 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
                 if (h.magic != TURBINE_BATCH_MAGIC || h.batch_length < 49)
                     break; /* the zero padding of the last block */
                 s->end_offset = h.base_offset + h.last_offset_delta + 1;
+                if (h.max_timestamp > s->max_timestamp)
+                    s->max_timestamp = h.max_timestamp;
                 pos += (uint64_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
             }
             if (rc < 0)

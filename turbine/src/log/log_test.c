@@ -298,10 +298,65 @@ static void test_torn_tail_and_damage(void)
     CHECK_EQ(stb.st_size, valid + (off_t)size);
 }
 
+static void test_retention(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    c.segment_bytes = 4 * 1024;
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    char batch[4096];
+    int64_t end = 0;
+    for (int i = 0; i < 200; i++) {
+        /* timestamps: the first 100 batches are old (t = 1000 + i), the rest recent */
+        int64_t ts = i < 100 ? 1000 + i : 1000000 + i;
+        size_t size = make_batch(batch, sizeof(batch), (uint32_t)i, 5, ts);
+        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+                 end);
+        end += 5;
+    }
+    struct turbine_log_stats st;
+    turbine_log_stats_get(log, &st);
+    uint64_t segments = st.segments;
+    CHECK_GT(segments, 4u);
+    /* by time: segments whose newest batch is older than 500000 go; never the active one */
+    turbine_log_close(log);
+    c.retention_ms = 1000000 - 500000;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    int deleted = turbine_log_apply_retention(log, 1000000);
+    CHECK_GT(deleted, 0);
+    int64_t start = turbine_log_start_offset(log);
+    CHECK_GT(start, 0);
+    CHECK_LE(start, 100 * 5); /* only old batches went */
+    static char buf[65536];
+    CHECK_EQ(turbine_log_read(log, start - 1, buf, sizeof(buf), 100, end), -ERANGE);
+    CHECK_EQ(read_all(log, start, NULL), end);
+    CHECK_EQ(turbine_log_offset_for_time(log, 0), start);
+    /* by bytes: keep about 4 KiB */
+    c.retention_ms = 0;
+    turbine_log_close(log);
+    c.retention_bytes = 4 * 1024;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    CHECK_EQ(turbine_log_start_offset(log), start); /* the checkpoint kept it */
+    CHECK_GT(turbine_log_apply_retention(log, 0), 0);
+    int64_t start2 = turbine_log_start_offset(log);
+    CHECK_GT(start2, start);
+    turbine_log_stats_get(log, &st);
+    CHECK_LE(st.segments, 4u);
+    CHECK_EQ(read_all(log, start2, NULL), end);
+    CHECK_EQ(turbine_log_close(log), 0);
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    CHECK_EQ(turbine_log_start_offset(log), start2);
+    CHECK_EQ(turbine_log_end_offset(log), end);
+    CHECK_EQ(turbine_log_close(log), 0);
+}
+
 static int test_main(void *arg)
 {
     (void)arg;
     test_basic();
+    test_retention();
     test_group_commit_and_roll();
     test_torn_tail_and_damage();
     return 0;
