@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: MIT
+ * log_bench.c - the partition log against fio on the same file system and CPU.
+ *
+ *   log_append_16K        MB/s  8 fibers appending 16 KiB batches (16 records of 1 KiB) with
+ *                               durability WRITTEN, vs fio io_uring O_DIRECT sequential 16 KiB
+ *                               writes at depth 8 (baseline=fio)
+ *   log_append_fsync_p50, _p99  us  one fiber appending one 4 KiB batch at a time with FSYNC
+ *                               (write, then fdatasync), vs fio psync O_DIRECT 4 KiB writes with
+ *                               O_DSYNC at depth 1 on a freshly fallocated file, whose
+ *                               completion latency includes the flush (baseline=fio_fdatasync_*)
+ *   log_append_fsync_64   MB/s  64 fibers appending 4 KiB batches with FSYNC: group commit
+ *   log_read_cold         MB/s  a reopened log read from the start with turbine_log_read (1 MiB
+ *                               per call), vs fio O_DIRECT sequential 64 KiB reads at depth 1
+ *   log_read_hot          MB/s  the last 32 MiB read right after they were appended (the log
+ *                               has no page cache yet: these reads go to the device too)
+ * Medians of ROUNDS interleaved rounds. `--quick`: one short round. Data lives in
+ * build/log_bench_data (removed at the end).
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <fcntl.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <loom/loom.h>
+
+#include "benchlib.h"
+#include "turbine/batch.h"
+#include "turbine/log.h"
+
+extern char **environ;
+
+static int rounds = 3;
+static int seconds = 3;
+static const char *data_dir = "build/log_bench_data";
+static char fio_file[512], fio_json[512], log_dir[512];
+
+/* ---- fio ---------------------------------------------------------------------------------- */
+
+static char *read_text(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return NULL;
+    size_t cap = 1 << 16, len = 0, n;
+    char *text = malloc(cap);
+    while (text && (n = fread(text + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            char *grown = realloc(text, cap *= 2);
+            if (!grown) {
+                free(text);
+                text = NULL;
+            }
+            text = grown;
+        }
+    }
+    fclose(f);
+    if (text)
+        text[len] = '\0';
+    return text;
+}
+
+/* The number after "key" : within the first "section" : { of the first job. */
+static bool json_find(const char *json, const char *section, const char *sub, const char *key,
+                      double *out)
+{
+    char pat[80];
+    const char *p = strstr(json, "\"jobs\"");
+    snprintf(pat, sizeof(pat), "\"%s\" : {", section);
+    p = p ? strstr(p, pat) : NULL;
+    if (p && sub) {
+        snprintf(pat, sizeof(pat), "\"%s\" : {", sub);
+        p = strstr(p, pat);
+    }
+    snprintf(pat, sizeof(pat), "\"%s\" :", key);
+    p = p ? strstr(p, pat) : NULL;
+    if (!p)
+        return false;
+    char *end;
+    *out = strtod(p + strlen(pat), &end);
+    return end != p + strlen(pat);
+}
+
+/* Runs fio with the given job options; returns its JSON (free it) or NULL. */
+static char *fio_run(const char *const *opts)
+{
+    char filename[600], output[600], runtime[32];
+    snprintf(filename, sizeof(filename), "--filename=%s", fio_file);
+    snprintf(output, sizeof(output), "--output=%s", fio_json);
+    snprintf(runtime, sizeof(runtime), "--runtime=%d", seconds);
+    const char *argv[32] = {
+        "fio",   "--name=log_bench", filename,      "--direct=1",       "--size=1G",
+        runtime, "--time_based",     "--numjobs=1", "--cpus_allowed=0", "--output-format=json",
+        output};
+    int n = 11;
+    for (int i = 0; opts[i]; i++)
+        argv[n++] = opts[i];
+    argv[n] = NULL;
+    unlink(fio_json);
+    pid_t pid;
+    if (posix_spawnp(&pid, "fio", NULL, NULL, (char *const *)argv, environ) != 0)
+        return NULL;
+    int status;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        return NULL;
+    return read_text(fio_json);
+}
+
+/* ---- loom side --------------------------------------------------------------------------------
+ */
+
+static size_t make_batch(void *buf, size_t cap, int records, int record_size)
+{
+    static char value[4096];
+    struct turbine_record_in recs[64];
+    for (int i = 0; i < records; i++)
+        recs[i] = (struct turbine_record_in){.timestamp = 1700000000000 + i,
+                                             .key_size = -1,
+                                             .value = value,
+                                             .value_size = record_size};
+    struct turbine_batch_params p = {.producer_id = -1, .producer_epoch = -1, .base_sequence = -1};
+    int64_t size = turbine_batch_encode(buf, cap, &p, recs, records);
+    if (size <= 0)
+        abort();
+    return (size_t)size;
+}
+
+static void remove_log_dir(void)
+{
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", log_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "log_bench: could not remove %s\n", log_dir);
+}
+
+static struct turbine_log *open_log(void)
+{
+    struct turbine_log_config c;
+    turbine_log_config_init(&c);
+    c.dir = log_dir;
+    c.segment_bytes = 256u << 20;
+    c.write_buffer_bytes = 4u << 20;
+    struct turbine_log *log;
+    int rc = turbine_log_open(&c, &log);
+    if (rc < 0) {
+        fprintf(stderr, "log_bench: open %s: %s\n", log_dir, strerror(-rc));
+        exit(1);
+    }
+    return log;
+}
+
+struct appender {
+    struct turbine_log *log;
+    const void *batch;
+    size_t size;
+    enum turbine_durability durability;
+    int64_t until;
+    uint64_t bytes;
+    int64_t *lat;
+    size_t lat_count, lat_cap;
+    struct loom_waitgroup *wg;
+};
+
+static int appender_main(void *arg)
+{
+    struct appender *a = arg;
+    while (loom_clock_ns() < a->until) {
+        int64_t t0 = loom_clock_ns();
+        int64_t off =
+            turbine_log_append(a->log, a->batch, a->size, a->durability, LOOM_NO_DEADLINE);
+        if (off < 0) {
+            fprintf(stderr, "log_bench: append: %s\n", strerror((int)-off));
+            exit(1);
+        }
+        if (a->lat && a->lat_count < a->lat_cap)
+            a->lat[a->lat_count++] = loom_clock_ns() - t0;
+        a->bytes += a->size;
+    }
+    loom_waitgroup_done(a->wg);
+    return 0;
+}
+
+/* Runs `fibers` appenders for `seconds`; returns MB/s; latencies in lat (if given). */
+static double run_appenders(struct turbine_log *log, int fibers, const void *batch, size_t size,
+                            enum turbine_durability d, int64_t *lat, size_t lat_cap,
+                            size_t *lat_count)
+{
+    struct appender ap[64];
+    struct loom_waitgroup wg;
+    loom_waitgroup_init(&wg);
+    int64_t start = loom_clock_ns();
+    for (int i = 0; i < fibers; i++) {
+        ap[i] = (struct appender){.log = log,
+                                  .batch = batch,
+                                  .size = size,
+                                  .durability = d,
+                                  .until = start + (int64_t)seconds * LOOM_NS_PER_S,
+                                  .lat = i == 0 ? lat : NULL,
+                                  .lat_cap = lat_cap,
+                                  .wg = &wg};
+        loom_waitgroup_add(&wg, 1);
+        loom_spawn(NULL, appender_main, &ap[i], NULL);
+    }
+    loom_waitgroup_wait(&wg, LOOM_NO_DEADLINE);
+    loom_waitgroup_deinit(&wg);
+    double secs = (double)(loom_clock_ns() - start) / 1e9;
+    uint64_t bytes = 0;
+    for (int i = 0; i < fibers; i++)
+        bytes += ap[i].bytes;
+    if (lat_count)
+        *lat_count = ap[0].lat_count;
+    return (double)bytes / secs / 1e6;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double percentile_us(int64_t *v, size_t n, double p)
+{
+    if (n == 0)
+        return 0;
+    qsort(v, n, sizeof(*v), cmp_i64);
+    size_t i = (size_t)(p / 100.0 * (double)(n - 1));
+    return (double)v[i] / 1000.0;
+}
+
+/* Reads the whole log from its start; returns MB/s. */
+static double read_through(struct turbine_log *log, int64_t from, uint64_t *bytes_out)
+{
+    static char *buf;
+    if (!buf)
+        buf = malloc(2u << 20);
+    int64_t next = from, end = turbine_log_end_offset(log);
+    uint64_t bytes = 0;
+    int64_t start = loom_clock_ns();
+    while (next < end) {
+        ssize_t n = turbine_log_read(log, next, buf, 2u << 20, 1u << 20, end);
+        if (n <= 0) {
+            fprintf(stderr, "log_bench: read at %lld: %zd\n", (long long)next, n);
+            exit(1);
+        }
+        for (size_t off = 0; off < (size_t)n;) {
+            struct turbine_batch_header h;
+            turbine_batch_header_decode(buf + off, &h);
+            next = h.base_offset + h.last_offset_delta + 1;
+            off += (size_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+        }
+        bytes += (uint64_t)n;
+    }
+    if (bytes_out)
+        *bytes_out = bytes;
+    return (double)bytes / ((double)(loom_clock_ns() - start) / 1e9) / 1e6;
+}
+
+struct results {
+    double append[8], fio_append[8];
+    double p50[8], p99[8], fio_p50[8], fio_p99[8];
+    double fsync64[8];
+    double cold[8], fio_cold[8], hot[8];
+};
+static struct results res;
+
+static int bench_main(void *arg)
+{
+    (void)arg;
+    static char batch16[20000], batch4[6000];
+    size_t size16 = make_batch(batch16, sizeof(batch16), 16, 1000);
+    size_t size4 = make_batch(batch4, sizeof(batch4), 4, 1000);
+    size_t lat_cap = 1u << 20;
+    int64_t *lat = malloc(lat_cap * sizeof(*lat));
+    for (int r = 0; r < rounds; r++) {
+        /* appends, WRITTEN, 8 fibers */
+        remove_log_dir();
+        struct turbine_log *log = open_log();
+        res.append[r] =
+            run_appenders(log, 8, batch16, size16, TURBINE_DURABLE_WRITTEN, NULL, 0, NULL);
+        struct turbine_log_stats st;
+        turbine_log_stats_get(log, &st);
+        printf("log_bench: appends %" PRIu64 ", writes %" PRIu64
+               " (%.0f KiB each), flushes %" PRIu64 ", segments %" PRIu64 "\n",
+               st.appends, st.writes, st.writes ? (double)st.write_bytes / st.writes / 1024 : 0,
+               st.flushes, st.segments);
+        /* hot reads: the last 32 MiB */
+        int64_t end = turbine_log_end_offset(log);
+        int64_t back = (int64_t)((32u << 20) / size16) * 16;
+        res.hot[r] = read_through(log, end > back ? end - back : 0, NULL);
+        turbine_log_close(log);
+        /* cold reads: reopened */
+        log = open_log();
+        uint64_t bytes;
+        res.cold[r] = read_through(log, turbine_log_start_offset(log), &bytes);
+        turbine_log_close(log);
+        remove_log_dir();
+        const char *fio_w[] = {"--ioengine=io_uring", "--rw=write", "--bs=16k", "--iodepth=8",
+                               NULL};
+        char *json = fio_run(fio_w);
+        double v = -1;
+        if (!json || !json_find(json, "write", NULL, "bw_bytes", &v))
+            fprintf(stderr, "log_bench: fio (write) failed\n");
+        res.fio_append[r] = v / 1e6;
+        free(json);
+        const char *fio_r[] = {"--ioengine=io_uring", "--rw=read", "--bs=64k", "--iodepth=1", NULL};
+        json = fio_run(fio_r);
+        v = -1;
+        if (!json || !json_find(json, "read", NULL, "bw_bytes", &v))
+            fprintf(stderr, "log_bench: fio (read) failed\n");
+        res.fio_cold[r] = v / 1e6;
+        free(json);
+
+        /* FSYNC at depth 1 */
+        log = open_log();
+        size_t n = 0;
+        run_appenders(log, 1, batch4, size4, TURBINE_DURABLE_FSYNC, lat, lat_cap, &n);
+        res.p50[r] = percentile_us(lat, n, 50);
+        res.p99[r] = percentile_us(lat, n, 99);
+        /* FSYNC with 64 appenders: group commit */
+        res.fsync64[r] =
+            run_appenders(log, 64, batch4, size4, TURBINE_DURABLE_FSYNC, NULL, 0, NULL);
+        turbine_log_close(log);
+        remove_log_dir();
+        /* fio: a freshly fallocated file, O_DSYNC 4 KiB writes at depth 1 */
+        unlink(fio_file);
+        const char *fio_s[] = {"--ioengine=psync", "--rw=write",         "--bs=4k", "--iodepth=1",
+                               "--sync=dsync",     "--fallocate=native", NULL};
+        json = fio_run(fio_s);
+        double p50 = -1, p99 = -1;
+        if (!json || !json_find(json, "write", "clat_ns", "50.000000", &p50) ||
+            !json_find(json, "write", "clat_ns", "99.000000", &p99))
+            fprintf(stderr, "log_bench: fio (dsync) failed\n");
+        res.fio_p50[r] = p50 / 1000.0;
+        res.fio_p99[r] = p99 / 1000.0;
+        free(json);
+        unlink(fio_file);
+        printf("log_bench: round %d: append %.0f MB/s (fio %.0f), fsync p50 %.0f p99 %.0f us "
+               "(fio %.0f / %.0f), fsync x64 %.0f MB/s, read cold %.0f MB/s (fio %.0f), hot %.0f\n",
+               r + 1, res.append[r], res.fio_append[r], res.p50[r], res.p99[r], res.fio_p50[r],
+               res.fio_p99[r], res.fsync64[r], res.cold[r], res.fio_cold[r], res.hot[r]);
+        fflush(stdout);
+    }
+    free(lat);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0) {
+            rounds = 1;
+            seconds = 1;
+        } else {
+            fprintf(stderr, "usage: log_bench [--quick]\n");
+            return 2;
+        }
+    }
+    if (system("command -v fio >/dev/null 2>&1") != 0) {
+        printf("log_bench: fio is not installed: skipped (scripts/deps.sh installs it)\n");
+        return 0;
+    }
+    mkdir("build", 0755);
+    mkdir(data_dir, 0755);
+    snprintf(fio_file, sizeof(fio_file), "%s/fio.dat", data_dir);
+    snprintf(fio_json, sizeof(fio_json), "%s/fio.json", data_dir);
+    snprintf(log_dir, sizeof(log_dir), "%s/log", data_dir);
+    struct loom_config config;
+    loom_config_init(&config);
+    config.smp = 1;
+    snprintf(config.cpuset, sizeof(config.cpuset), "0");
+    config.memory_bytes = 512u << 20;
+    config.io_buffer_bytes = 16u << 20;
+    config.stall_ns = 0; /* fio runs while the reactor waits for it */
+    int rc = loom_run(&config, bench_main, NULL);
+    if (rc != 0)
+        return rc;
+    double runs[8];
+#define MEDIAN(field)                                                                              \
+    (memcpy(runs, res.field, sizeof(double) * (size_t)rounds), bench_median_f64(runs, rounds))
+    double a = MEDIAN(append), fa = MEDIAN(fio_append);
+    bench_report("log_append_16K", a, "MB/s", "fio", fa, res.append, rounds);
+    double p99 = MEDIAN(p99), fp99 = MEDIAN(fio_p99), p50 = MEDIAN(p50), fp50 = MEDIAN(fio_p50);
+    bench_report("log_append_fsync_p99", p99, "us", "fio_fdatasync_p99", fp99, res.p99, rounds);
+    bench_report("log_append_fsync_p50", p50, "us", "fio_fdatasync_p50", fp50, res.p50, rounds);
+    bench_report("log_append_fsync_64", MEDIAN(fsync64), "MB/s", NULL, 0, res.fsync64, rounds);
+    bench_report("log_read_cold", MEDIAN(cold), "MB/s", "fio", MEDIAN(fio_cold), res.cold, rounds);
+    bench_report("log_read_hot", MEDIAN(hot), "MB/s", NULL, 0, res.hot, rounds);
+    char cmd[600];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "log_bench: could not remove %s\n", data_dir);
+    return 0;
+}
