@@ -55,7 +55,8 @@ struct turbine_log_config {
     int64_t segment_ms;            /* ... or when the active segment is this old (0: never) */
     uint32_t index_interval_bytes; /* an index entry at least every this many bytes (4096) */
     uint64_t prealloc_bytes;       /* fallocate this far ahead of the write position (32 MiB) */
-    uint64_t max_unflushed_bytes;  /* flush when more is written but not flushed (16 MiB) */
+    uint64_t max_unflushed_bytes;  /* never more written but not flushed (16 MiB; at least
+                                    * write_buffer_bytes): the recovery window */
     size_t write_buffer_bytes;     /* the staging buffer, from loom's IO buffers (1 MiB): the
                                     * largest batch the log accepts is a quarter of it */
     int32_t leader_epoch;          /* stamped into every batch */

@@ -494,6 +494,8 @@ static void flush_done(struct loom_op *op)
         flush_start(log);
     else if (log->flush_wanted && !log->writing)
         flush_start(log);
+    if (!log->writing && log->data_end > log->written_end)
+        write_start(log); /* a write that waited for this flush */
     space_wake(log);
 }
 
@@ -563,6 +565,14 @@ static void write_start(struct turbine_log *log)
         return;
     uint64_t start = round_down(log->written_end, log->align);
     uint64_t end = round_up(log->data_end, log->align);
+    /* never more than max_unflushed_bytes written past the last flush: recovery relies on it
+     * to tell a torn tail from damaged flushed data. Flush first, write after. */
+    if (end - log->synced_end > log->config.max_unflushed_bytes) {
+        LOG_ASSERT(log->written_end > log->synced_end || log->syncing);
+        log->flush_wanted = true;
+        flush_start(log);
+        return;
+    }
     LOG_ASSERT(start >= log->wbuf_pos && end - log->wbuf_pos <= log->wcap);
     log->writing = true;
     log->write_error = 0;
@@ -1262,6 +1272,9 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     if (!log)
         return -ENOMEM;
     log->config = *config;
+    /* a whole staging buffer may be written before its flush */
+    if (log->config.max_unflushed_bytes < config->write_buffer_bytes)
+        log->config.max_unflushed_bytes = config->write_buffer_bytes;
     snprintf(log->dir, sizeof(log->dir), "%s", config->dir);
     log->config.dir = log->dir;
     log->dirfd = -1;

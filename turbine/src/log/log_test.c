@@ -249,12 +249,13 @@ static void test_torn_tail_and_damage(void)
     char dir[300];
     new_dir(dir, sizeof(dir));
     struct turbine_log_config c = config_for(dir);
-    c.max_unflushed_bytes = 4096;
+    c.write_buffer_bytes = 64 * 1024;
+    c.max_unflushed_bytes = 64 * 1024; /* the recovery window */
     struct turbine_log *log;
     CHECK_EQ(turbine_log_open(&c, &log), 0);
     char batch[8192];
     int64_t end = 0;
-    for (int i = 0; i < 100; i++) {
+    for (int i = 0; i < 500; i++) { /* ~95 KiB: more than the window after a damaged start */
         size_t size = make_batch(batch, sizeof(batch), (uint32_t)i, 10, 100);
         CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE),
                  end);
