@@ -3,14 +3,20 @@
  * reads, and recovery. See turbine/log.h for the contract and docs/storage-format.md for the
  * files.
  *
- * Write state of the active segment (positions are byte offsets in its file):
- *     wbuf_pos <= synced_end <= written_end <= data_end,  wbuf_pos aligned
- * wbuf holds the file from wbuf_pos to data_end (zeros after it). A write covers
- * [round_down(written_end), round_up(data_end)) and is the only one in flight, so the partly
- * filled last block is never in two writes at once. When it completes, written_end moves to
- * the data_end it was submitted with, and the buffer slides down to the block that holds
- * written_end. A flush (fdatasync) is submitted only after the writes it must cover completed
- * (io_uring does not order requests), and covers written_end as of its submission.
+ * Write path of the active segment (positions are byte offsets in its file). Appends are
+ * copied into wbuf, a ring of wcap bytes (file position p at wbuf[p % wcap]) holding the file
+ * from round_down(written_end) to data_end, with zeros after data_end in its block. Writes go
+ * out in whole blocks, several at a time, as records of up to WRITE_MAX bytes split into
+ * concurrent pieces:
+ *   - full blocks below round_down(data_end) are written once, in order (issue_pos);
+ *   - the partly filled last block T is written by a "tail" record when all blocks before it
+ *     are submitted; no other write includes T while it is in flight. Data that lands in T
+ *     meanwhile makes T written again when the tail record completes (t_pending), while the
+ *     full blocks after T go out at once.
+ * written_end is the end of the contiguous written prefix: a record applies once it is done and
+ * starts at or below written_end. written_offset follows from marks (end position, end offset)
+ * left by each append. A flush (fdatasync) covers written_end as of its submission, and
+ * nothing is written past synced_end + max_unflushed_bytes (the recovery window).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -42,7 +48,11 @@
  * (disjoint, block-aligned: the partly filled last block is only in the last piece), so the
  * device works on them in parallel as it would on a queue of independent writes. */
 #define WRITE_PIECES 8u
-#define PIECE_MIN    (16u * 1024u)
+#define PIECE_MIN    (8u * 1024u)
+#define WRITE_MAX    (512u * 1024u) /* one write record at most */
+#define FLIGHT_MAX   8u             /* write records in flight */
+#define PIECES_MAX   (FLIGHT_MAX * (WRITE_PIECES + 1))
+#define MARKS        1024u /* appends whose end is not yet written */
 
 /* ---- big-endian helpers ---------------------------------------------------------------- */
 
@@ -99,6 +109,28 @@ struct segment {
     uint32_t tindex_count, tindex_cap;
 };
 
+/* A write record: [start, end) of the file, whole blocks; `covered` is the data end it carries
+ * (end for full blocks, the data_end of its submission for a tail record). */
+struct wrec {
+    uint64_t start, end, covered;
+    unsigned pending; /* pieces not completed */
+    uint32_t seq;
+    bool done, tail;
+};
+
+/* One request of a record. */
+struct piece {
+    struct loom_io_req req; /* first: the completion's op is the piece */
+    struct turbine_log *log;
+    uint32_t seq;
+    bool busy;
+};
+
+struct mark {
+    uint64_t pos;   /* data_end after an append */
+    int64_t offset; /* next_offset then */
+};
+
 struct waiter {
     struct waiter *next;
     int64_t end_offset;
@@ -120,20 +152,29 @@ struct turbine_log {
     unsigned align;
 
     /* the write path (positions in the active segment) */
-    char *wbuf;
+    char *wbuf; /* ring of wcap bytes */
     size_t wcap;
-    uint64_t wbuf_pos, data_end, written_end, synced_end;
-    uint64_t write_end;     /* data_end when the write in flight was submitted */
-    int64_t write_offset;   /* next_offset then */
+    uint64_t data_end, written_end, synced_end;
+    uint64_t issue_pos;    /* full blocks below are submitted */
+    bool tail_inflight;    /* a tail record for tail_block is in flight */
+    bool t_pending;        /* tail_block filled while its tail record was in flight */
+    uint64_t tail_block;   /* the block of the tail record in flight or last written */
+    uint64_t tail_covered; /* data_end covered by the last completed tail record */
+    struct wrec recs[FLIGHT_MAX];
+    unsigned nrecs;
+    uint32_t rec_seq;
+    struct piece pieces[PIECES_MAX];
+    unsigned free_pieces;
+    struct mark marks[MARKS];
+    unsigned mark_head, mark_count;
     uint64_t sync_end;      /* written_end when the flush in flight was submitted */
     int64_t sync_offset;    /* written_offset then */
     int64_t written_offset; /* every offset below is written */
     int64_t flushed_offset; /* every offset below is flushed */
-    bool writing, syncing;
-    struct loom_io_req wreq[WRITE_PIECES], sreq;
-    unsigned pieces_pending; /* pieces of the write in flight not yet completed */
-    int write_error;         /* the first failed piece's error */
-    struct loom_op kick;     /* defers a write until the fibers ready now have appended */
+    bool syncing;
+    struct loom_io_req sreq;
+    int write_error;     /* the first failed piece's error */
+    struct loom_op kick; /* defers a write until the fibers ready now have appended */
     bool kick_pending;
     struct loom_baton *closing_waiter; /* close waits for a pending kick */
     struct loom_mutex append_mutex;    /* one appender reserves and copies at a time */
@@ -473,7 +514,7 @@ static void window_invalidate(struct turbine_log *log, struct segment *s)
 
 /* ---- the write path ------------------------------------------------------------------------- */
 
-static void write_start(struct turbine_log *log);
+static void pump(struct turbine_log *log);
 static void flush_start(struct turbine_log *log);
 static int write_checkpoint(struct turbine_log *log);
 
@@ -492,10 +533,9 @@ static void flush_done(struct loom_op *op)
     /* appends whose write completed after this flush was submitted need another one */
     if (log->flushed_waiters.head && log->flushed_waiters.head->end_offset <= log->written_offset)
         flush_start(log);
-    else if (log->flush_wanted && !log->writing)
+    else if (log->flush_wanted && log->written_end > log->synced_end)
         flush_start(log);
-    if (!log->writing && log->data_end > log->written_end)
-        write_start(log); /* a write that waited for this flush */
+    pump(log); /* writes that waited for this flush */
     space_wake(log);
 }
 
@@ -516,101 +556,211 @@ static void flush_start(struct turbine_log *log)
     loom_io_start(&log->sreq);
 }
 
-static void write_done(struct loom_op *op)
+static char *ring_at(struct turbine_log *log, uint64_t pos)
 {
-    struct turbine_log *log = op->data;
-    struct loom_io_req *req = (struct loom_io_req *)op;
-    LOG_ASSERT(log->pieces_pending > 0);
-    if ((op->res < 0 || (uint64_t)op->res < req->len) && !log->write_error)
-        log->write_error = op->res < 0 ? op->res : -EIO; /* a short O_DIRECT file write */
-    if (--log->pieces_pending > 0)
-        return;
-    log->writing = false;
-    uint64_t start = round_down(log->written_end, log->align);
-    uint64_t want = round_up(log->write_end, log->align) - start;
-    if (log->write_error) {
-        log_fail(log, log->write_error, "segment write");
-        return;
+    return log->wbuf + pos % log->wcap;
+}
+
+static void ring_put(struct turbine_log *log, uint64_t pos, const void *src, size_t len)
+{
+    size_t at = (size_t)(pos % log->wcap), first = log->wcap - at < len ? log->wcap - at : len;
+    memcpy(log->wbuf + at, src, first);
+    if (len > first)
+        memcpy(log->wbuf, (const char *)src + first, len - first);
+}
+
+static void piece_done(struct loom_op *op);
+
+/* Submits record [start, end) carrying data up to `covered`, in pieces. */
+static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end, uint64_t covered,
+                          bool tail)
+{
+    LOG_ASSERT(log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1);
+    LOG_ASSERT(start < end && start % log->align == 0 && end % log->align == 0);
+    LOG_ASSERT(end - start <= log->wcap);
+    /* sorted by start; a record for the same block as an older one goes after it */
+    unsigned i = log->nrecs;
+    while (i > 0 && log->recs[i - 1].start > start) {
+        log->recs[i] = log->recs[i - 1];
+        i--;
     }
-    log->stats.writes++;
-    log->stats.write_bytes += want;
-    log->written_end = log->write_end;
-    log->written_offset = log->write_offset;
+    struct wrec *r = &log->recs[i];
+    log->nrecs++;
+    *r = (struct wrec){
+        .start = start, .end = end, .covered = covered, .seq = ++log->rec_seq, .tail = tail};
+    uint64_t len = end - start;
+    unsigned n = (unsigned)(len / PIECE_MIN);
+    n = n < 1 ? 1 : n > WRITE_PIECES ? WRITE_PIECES : n;
+    uint64_t piece_len = round_up((len + n - 1) / n, log->align);
+    struct piece *batch[WRITE_PIECES + 1];
+    unsigned count = 0;
+    for (uint64_t at = start; at < end;) {
+        uint64_t stop = end - at < piece_len ? end : at + piece_len;
+        uint64_t ring_left = log->wcap - at % log->wcap;
+        if (stop - at > ring_left)
+            stop = at + ring_left; /* the ring wraps here */
+        struct piece *p = NULL;
+        for (unsigned k = 0; k < PIECES_MAX; k++)
+            if (!log->pieces[k].busy) {
+                p = &log->pieces[k];
+                break;
+            }
+        LOG_ASSERT(p != NULL && count <= WRITE_PIECES);
+        p->busy = true;
+        log->free_pieces--;
+        p->log = log;
+        p->seq = r->seq;
+        memset(&p->req, 0, sizeof(p->req));
+        p->req.kind = LOOM_IO_WRITE;
+        p->req.fd = log->active->fd;
+        p->req.addr = ring_at(log, at);
+        p->req.len = (uint32_t)(stop - at);
+        p->req.offset = at;
+        p->req.op.fn = piece_done;
+        p->req.op.data = p;
+        batch[count++] = p;
+        r->pending++;
+        at = stop;
+    }
+    /* all pieces are counted before the first can complete */
+    for (unsigned k = 0; k < count; k++)
+        loom_io_start(&batch[k]->req);
+}
+
+/* Issues what can be written now: a block that filled during its tail write, full blocks, the
+ * partial last block. */
+static void pump(struct turbine_log *log)
+{
+    if (log->error)
+        return;
+    const uint64_t A = log->align;
+    uint64_t cap = round_down(log->synced_end + log->config.max_unflushed_bytes, A);
+    uint64_t full_end = round_down(log->data_end, A);
+    bool want_flush = false;
+    bool room = log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1;
+    if (log->t_pending && !log->tail_inflight && room) {
+        if (log->tail_block + A <= cap) {
+            submit_record(log, log->tail_block, log->tail_block + A, log->tail_block + A, false);
+            log->t_pending = false;
+        } else {
+            want_flush = true;
+        }
+    }
+    for (;;) {
+        room = log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1;
+        if (log->issue_pos >= full_end || !room)
+            break;
+        uint64_t start = log->issue_pos;
+        if (log->tail_inflight && start == log->tail_block) {
+            /* it filled while its tail record is in flight: written again after it */
+            log->t_pending = true;
+            log->issue_pos = start + A;
+            continue;
+        }
+        uint64_t end = full_end < start + WRITE_MAX ? full_end : start + WRITE_MAX;
+        if (end > cap)
+            end = cap;
+        if (end <= start) {
+            want_flush = true;
+            break;
+        }
+        submit_record(log, start, end, end, false);
+        log->issue_pos = end;
+    }
+    room = log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1;
+    if (log->data_end > full_end && !log->tail_inflight && !log->t_pending &&
+        log->issue_pos == full_end && room &&
+        !(log->tail_block == full_end && log->tail_covered == log->data_end)) {
+        if (full_end + A <= cap) {
+            submit_record(log, full_end, full_end + A, log->data_end, true);
+            log->tail_inflight = true;
+            log->tail_block = full_end;
+        } else {
+            want_flush = true;
+        }
+    }
+    if (want_flush) {
+        log->flush_wanted = true;
+        flush_start(log);
+    }
+}
+
+/* Moves written_end over the records that are done, in order, and tells who waits. */
+static void advance(struct turbine_log *log)
+{
+    bool moved = false;
+    for (bool progress = true; progress;) {
+        progress = false;
+        for (unsigned i = 0; i < log->nrecs; i++) {
+            struct wrec *r = &log->recs[i];
+            if (r->done && r->start <= log->written_end && r->covered > log->written_end) {
+                log->written_end = r->covered;
+                progress = moved = true;
+            }
+        }
+    }
+    unsigned k = 0;
+    for (unsigned i = 0; i < log->nrecs; i++)
+        if (!(log->recs[i].done && log->recs[i].covered <= log->written_end))
+            log->recs[k++] = log->recs[i];
+    log->nrecs = k;
+    if (!moved)
+        return;
+    LOG_ASSERT(log->written_end <= log->data_end);
     window_invalidate(log, log->active);
-    /* slide the buffer to the block that holds written_end */
-    uint64_t new_pos = round_down(log->written_end, log->align);
-    if (new_pos > log->wbuf_pos) {
-        size_t keep = log->data_end - new_pos;
-        size_t old_used = round_up(log->data_end - log->wbuf_pos, log->align);
-        memmove(log->wbuf, log->wbuf + (new_pos - log->wbuf_pos), keep);
-        memset(log->wbuf + keep, 0, old_used - keep);
-        log->wbuf_pos = new_pos;
+    while (log->mark_count && log->marks[log->mark_head].pos <= log->written_end) {
+        log->written_offset = log->marks[log->mark_head].offset;
+        log->mark_head = (log->mark_head + 1) % MARKS;
+        log->mark_count--;
     }
     waitlist_wake(&log->written_waiters, log->written_offset, 0);
     readers_wake(log);
-    bool need_flush = (log->flushed_waiters.head &&
-                       log->flushed_waiters.head->end_offset <= log->written_offset) ||
-                      log->written_end - log->synced_end > log->config.max_unflushed_bytes ||
-                      log->flush_wanted;
-    if (need_flush)
+    if ((log->flushed_waiters.head &&
+         log->flushed_waiters.head->end_offset <= log->written_offset) ||
+        log->written_end - log->synced_end > log->config.max_unflushed_bytes / 2 ||
+        log->flush_wanted)
         flush_start(log);
-    if (log->data_end > log->written_end)
-        write_start(log);
+}
+
+static void piece_done(struct loom_op *op)
+{
+    struct piece *p = (struct piece *)op;
+    struct turbine_log *log = p->log;
+    p->busy = false;
+    log->free_pieces++;
+    if ((op->res < 0 || (uint64_t)op->res < p->req.len) && !log->write_error)
+        log->write_error = op->res < 0 ? op->res : -EIO; /* a short O_DIRECT file write */
+    struct wrec *r = NULL;
+    for (unsigned i = 0; i < log->nrecs; i++)
+        if (log->recs[i].seq == p->seq)
+            r = &log->recs[i];
+    LOG_ASSERT(r != NULL && r->pending > 0);
+    if (--r->pending > 0)
+        return;
+    r->done = true;
+    if (r->tail) {
+        log->tail_inflight = false;
+        log->tail_covered = r->covered;
+    }
+    if (log->write_error) {
+        log_fail(log, log->write_error, "segment write");
+        space_wake(log);
+        return;
+    }
+    log->stats.writes++;
+    log->stats.write_bytes += r->end - r->start;
+    advance(log);
+    pump(log);
     space_wake(log);
 }
 
-static void write_start(struct turbine_log *log)
-{
-    if (log->writing || log->error || log->data_end == log->written_end)
-        return;
-    uint64_t start = round_down(log->written_end, log->align);
-    uint64_t end = round_up(log->data_end, log->align);
-    /* never more than max_unflushed_bytes written past the last flush: recovery relies on it
-     * to tell a torn tail from damaged flushed data. Flush first, write after. */
-    if (end - log->synced_end > log->config.max_unflushed_bytes) {
-        LOG_ASSERT(log->written_end > log->synced_end || log->syncing);
-        log->flush_wanted = true;
-        flush_start(log);
-        return;
-    }
-    LOG_ASSERT(start >= log->wbuf_pos && end - log->wbuf_pos <= log->wcap);
-    log->writing = true;
-    log->write_error = 0;
-    log->write_end = log->data_end;
-    log->write_offset = log->next_offset;
-    uint64_t len = end - start;
-    unsigned pieces = (unsigned)(len / PIECE_MIN);
-    if (pieces < 1)
-        pieces = 1;
-    if (pieces > WRITE_PIECES)
-        pieces = WRITE_PIECES;
-    uint64_t piece = round_up((len + pieces - 1) / pieces, log->align);
-    log->pieces_pending = 0;
-    for (uint64_t at = start; at < end; at += piece) {
-        uint64_t n = end - at < piece ? end - at : piece;
-        struct loom_io_req *req = &log->wreq[log->pieces_pending++];
-        LOG_ASSERT(log->pieces_pending <= WRITE_PIECES);
-        memset(req, 0, sizeof(*req));
-        req->kind = LOOM_IO_WRITE;
-        req->fd = log->active->fd;
-        req->addr = log->wbuf + (at - log->wbuf_pos);
-        req->len = (uint32_t)n;
-        req->offset = at;
-        req->op.fn = write_done;
-        req->op.data = log;
-    }
-    unsigned count = log->pieces_pending;
-    for (unsigned i = 0; i < count; i++)
-        loom_io_start(&log->wreq[i]);
-}
-
-/* Starts a write from the loop's next turn, so that fibers made ready by the last completion
- * append first and share it. */
+/* Starts writes from the loop's next turn, so that fibers made ready by the last completions
+ * append first and share them. */
 static void kick_done(struct loom_op *op)
 {
     struct turbine_log *log = op->data;
     log->kick_pending = false;
-    write_start(log);
+    pump(log);
     if (log->closing_waiter) {
         struct loom_baton *b = log->closing_waiter;
         log->closing_waiter = NULL;
@@ -620,7 +770,7 @@ static void kick_done(struct loom_op *op)
 
 static void write_kick(struct turbine_log *log)
 {
-    if (log->writing || log->kick_pending || log->error)
+    if (log->kick_pending || log->error)
         return;
     log->kick_pending = true;
     loom_op_nop(&log->kick, kick_done, log);
@@ -646,14 +796,11 @@ static int drain(struct turbine_log *log, int64_t deadline_ns)
         if (log->error)
             return log->error;
         if (log->written_end == log->data_end && log->synced_end == log->written_end &&
-            !log->writing && !log->syncing)
+            log->nrecs == 0 && !log->syncing)
             return 0;
-        if (!log->writing)
-            write_start(log);
-        if (!log->writing && !log->syncing)
-            flush_start(log);
-        else
-            log->flush_wanted = true;
+        pump(log);
+        log->flush_wanted = true;
+        flush_start(log);
         int rc = wait_space(log, deadline_ns);
         if (rc < 0)
             return rc;
@@ -722,7 +869,9 @@ static int roll(struct turbine_log *log, int64_t deadline_ns)
     s->prev = old;
     old->next = s;
     log->active = s;
-    log->wbuf_pos = log->data_end = log->written_end = log->synced_end = 0;
+    LOG_ASSERT(log->nrecs == 0 && log->mark_count == 0 && !log->tail_inflight && !log->t_pending);
+    log->data_end = log->written_end = log->synced_end = log->issue_pos = 0;
+    log->tail_block = log->tail_covered = 0;
     memset(log->wbuf, 0, log->wcap);
     log->stats.rolls++;
     log->stats.segments++;
@@ -770,9 +919,12 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
             goto unlock;
         s = log->active;
     }
-    /* room in the staging buffer */
-    while (!log->error && round_up(log->data_end + size, log->align) - log->wbuf_pos > log->wcap) {
-        write_start(log);
+    /* room in the ring (it holds the file from the block of written_end) and for a mark */
+    while (!log->error &&
+           (round_up(log->data_end + size, log->align) - round_down(log->written_end, log->align) >
+                log->wcap ||
+            log->mark_count == MARKS)) {
+        pump(log);
         rc = wait_space(log, deadline_ns);
         if (rc < 0)
             goto unlock;
@@ -789,16 +941,19 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
             goto unlock;
         s->alloc = want;
     }
-    /* copy, stamp, index */
+    /* copy, stamp, index (the stamped fields are written into the ring's copy, which may
+     * wrap anywhere, through a copy of the header's first 16 bytes) */
     int64_t first = log->next_offset;
-    char *dst = log->wbuf + (log->data_end - log->wbuf_pos);
-    memcpy(dst, batches, size);
+    ring_put(log, log->data_end, batches, size);
     for (size_t off = 0; off < size;) {
         struct turbine_batch_info info;
-        turbine_batch_header_decode(dst + off, &info.header);
+        turbine_batch_header_decode(p + off, &info.header);
         info.size = (size_t)info.header.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
-        turbine_batch_set_base_offset(dst + off, log->next_offset);
-        turbine_batch_set_partition_leader_epoch(dst + off, log->config.leader_epoch);
+        uint8_t head[16];
+        memcpy(head, p + off, sizeof(head));
+        turbine_batch_set_base_offset(head, log->next_offset);
+        turbine_batch_set_partition_leader_epoch(head, log->config.leader_epoch);
+        ring_put(log, log->data_end + off, head, sizeof(head));
         info.header.base_offset = log->next_offset;
         rc = segment_note_batch(log, s, log->data_end + off, &info);
         if (rc < 0) {
@@ -810,6 +965,13 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
     }
     log->data_end += size;
     LOG_ASSERT(s->size == log->data_end);
+    /* zeros after the data in its block (the ring may hold old bytes there) */
+    uint64_t block_end = round_up(log->data_end, log->align);
+    if (block_end > log->data_end)
+        memset(ring_at(log, log->data_end), 0, (size_t)(block_end - log->data_end));
+    log->marks[(log->mark_head + log->mark_count) % MARKS] =
+        (struct mark){.pos = log->data_end, .offset = log->next_offset};
+    log->mark_count++;
     log->stats.appends++;
     log->stats.batches += count;
     log->stats.bytes += size;
@@ -825,7 +987,7 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
     int64_t done = durability == TURBINE_DURABLE_FSYNC ? log->flushed_offset : log->written_offset;
     if (done >= end)
         return first;
-    if (durability == TURBINE_DURABLE_FSYNC && !log->writing && log->written_offset >= end)
+    if (durability == TURBINE_DURABLE_FSYNC && log->written_offset >= end)
         flush_start(log);
     loom_baton_init(&w.baton);
     waitlist_push(list, &w);
@@ -1280,6 +1442,7 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     log->dirfd = -1;
     loom_mutex_init(&log->append_mutex);
     log->wcap = config->write_buffer_bytes;
+    log->free_pieces = PIECES_MAX;
     log->wbuf = loom_iobuf_alloc(log->wcap);
     log->window = loom_iobuf_alloc(WINDOW);
     int rc = 0;
@@ -1395,9 +1558,12 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     /* the write path resumes at the end of the valid data: load its partial block */
     memset(log->wbuf, 0, log->wcap);
     log->data_end = log->written_end = a->size;
-    log->wbuf_pos = round_down(a->size, log->align);
-    if (a->size > log->wbuf_pos) {
-        rc = segment_read(log, a, log->wbuf_pos, log->wbuf, a->size - log->wbuf_pos);
+    log->issue_pos = round_down(a->size, log->align);
+    log->tail_block = log->issue_pos;
+    log->tail_covered = a->size; /* on disk: written again only when it grows */
+    if (a->size > log->issue_pos) {
+        rc = segment_read(log, a, log->issue_pos, ring_at(log, log->issue_pos),
+                          a->size - log->issue_pos);
         if (rc < 0)
             goto fail;
     }
@@ -1435,7 +1601,7 @@ int turbine_log_close(struct turbine_log *log)
     LOG_ASSERT(rc == 0);
     rc = drain(log, LOOM_NO_DEADLINE);
     /* an in-flight write, flush or kick must end before the buffer goes */
-    while (log->writing || log->syncing)
+    while (log->nrecs || log->syncing)
         wait_space(log, LOOM_NO_DEADLINE);
     while (log->kick_pending) {
         struct loom_baton b;
