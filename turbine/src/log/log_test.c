@@ -353,10 +353,99 @@ static void test_retention(void)
     CHECK_EQ(turbine_log_close(log), 0);
 }
 
+/* Random appends, reads, reopens and retention against an in-memory model of the batches. */
+struct model_batch {
+    int64_t base;
+    int records;
+    uint32_t crc;
+    int64_t max_ts;
+};
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint64_t rng(void)
+{
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return rng_state;
+}
+
+static void test_model(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    c.segment_bytes = 16 * 1024;
+    c.write_buffer_bytes = 64 * 1024;
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    int steps = (int)test_scale(3000);
+    struct model_batch *model = calloc((size_t)steps + 1, sizeof(*model));
+    int count = 0, first = 0; /* model[first .. count) are in the log */
+    int64_t end = 0;
+    static char batch[16384], buf[1 << 18];
+    for (int step = 0; step < steps; step++) {
+        unsigned op = (unsigned)(rng() % 100);
+        if (op < 70) {
+            int n = 1 + (int)(rng() % 20);
+            int64_t ts = 1000 + step;
+            size_t size = make_batch(batch, sizeof(batch), (uint32_t)step, n, ts);
+            enum turbine_durability d = (enum turbine_durability)(rng() % 3);
+            CHECK_EQ(turbine_log_append(log, batch, size, d, LOOM_NO_DEADLINE), end);
+            struct turbine_batch_header h;
+            turbine_batch_header_decode(batch, &h);
+            model[count++] = (struct model_batch){end, n, h.crc, h.max_timestamp};
+            end += n;
+        } else if (op < 90 && count > first) {
+            /* read from a random offset: the batch holding it first, then the rest in order */
+            int i = first + (int)(rng() % (uint64_t)(count - first));
+            int64_t off = model[i].base + (int64_t)(rng() % (uint64_t)model[i].records);
+            CHECK_EQ(turbine_log_wait(log, off, loom_now_ns() + 5 * LOOM_NS_PER_S), 0);
+            ssize_t got = turbine_log_read(log, off, buf, sizeof(buf), 1 + rng() % 8192,
+                                           turbine_log_written_offset(log));
+            CHECK_GT(got, 0);
+            for (size_t at = 0; at < (size_t)got; i++) {
+                struct turbine_batch_info info;
+                CHECK_EQ(turbine_batch_validate(buf + at, (size_t)got - at, &info),
+                         TURBINE_BATCH_OK);
+                CHECK_EQ(info.header.base_offset, model[i].base);
+                CHECK_EQ(info.header.crc, model[i].crc);
+                at += info.size;
+            }
+            /* by time: the first batch whose max timestamp reaches ts */
+            int j = first + (int)(rng() % (uint64_t)(count - first));
+            CHECK_EQ(turbine_log_wait(log, end - 1, loom_now_ns() + 5 * LOOM_NS_PER_S), 0);
+            int k = first;
+            while (model[k].max_ts < model[j].max_ts)
+                k++;
+            CHECK_EQ(turbine_log_offset_for_time(log, model[j].max_ts), model[k].base);
+        } else if (op < 97) {
+            CHECK_EQ(turbine_log_close(log), 0);
+            CHECK_EQ(turbine_log_open(&c, &log), 0);
+            CHECK_EQ(turbine_log_end_offset(log), end);
+        } else {
+            /* retention: keep about 32 KiB */
+            c.retention_bytes = 32 * 1024;
+            CHECK_EQ(turbine_log_close(log), 0);
+            CHECK_EQ(turbine_log_open(&c, &log), 0);
+            CHECK_GE(turbine_log_apply_retention(log, 0), 0);
+            int64_t start = turbine_log_start_offset(log);
+            while (first < count && model[first].base + model[first].records <= start)
+                first++;
+            CHECK(first == count || model[first].base == start);
+            c.retention_bytes = 0;
+        }
+    }
+    CHECK_EQ(turbine_log_close(log), 0);
+    free(model);
+}
+
 static int test_main(void *arg)
 {
     (void)arg;
     test_basic();
+    test_model();
     test_retention();
     test_group_commit_and_roll();
     test_torn_tail_and_damage();
