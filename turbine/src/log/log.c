@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <loom/loom.h>
@@ -107,6 +108,7 @@ struct segment {
     uint32_t index_count, index_cap;
     struct time_entry *tindex;
     uint32_t tindex_count, tindex_cap;
+    bool mapped; /* index arrays in reserved address space (see index_reserve), not malloc */
 };
 
 /* A write record: [start, end) of the file, whole blocks; `covered` is the data end it carries
@@ -316,8 +318,53 @@ static void segment_name(char *buf, size_t size, int64_t base, const char *ext)
     snprintf(buf, size, "%020" PRId64 ".%s", base, ext);
 }
 
+/* Reserves index arrays for a segment that may grow to `bytes`: one entry per index interval
+ * plus the first, in anonymous memory that takes pages only as entries are written. Appends then
+ * never allocate (the append path makes no heap allocation; log_alloc_test counts them). */
+static int index_reserve(struct turbine_log *log, struct segment *s, uint64_t bytes)
+{
+    uint64_t cap = bytes / log->config.index_interval_bytes + 2;
+    if (cap > UINT32_MAX / 2)
+        return -EFBIG;
+    void *a = mmap(NULL, cap * sizeof(struct index_entry), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (a == MAP_FAILED)
+        return -ENOMEM;
+    void *b = mmap(NULL, cap * sizeof(struct time_entry), PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (b == MAP_FAILED) {
+        munmap(a, cap * sizeof(struct index_entry));
+        return -ENOMEM;
+    }
+    s->index = a;
+    s->tindex = b;
+    s->index_cap = s->tindex_cap = (uint32_t)cap;
+    s->index_count = s->tindex_count = 0;
+    s->mapped = true;
+    return 0;
+}
+
+static void index_release(struct segment *s)
+{
+    if (s->mapped) {
+        if (s->index)
+            munmap(s->index, (size_t)s->index_cap * sizeof(struct index_entry));
+        if (s->tindex)
+            munmap(s->tindex, (size_t)s->tindex_cap * sizeof(struct time_entry));
+    } else {
+        free(s->index);
+        free(s->tindex);
+    }
+    s->index = NULL;
+    s->tindex = NULL;
+    s->index_count = s->index_cap = s->tindex_count = s->tindex_cap = 0;
+    s->mapped = false;
+}
+
 static int index_add(struct segment *s, int64_t offset, uint64_t pos, int64_t max_ts)
 {
+    if (s->mapped && s->index_count == s->index_cap)
+        return -EFBIG; /* cannot happen: one entry per interval */
     if (s->index_count == s->index_cap) {
         uint32_t cap = s->index_cap ? s->index_cap * 2 : 64;
         struct index_entry *n = realloc(s->index, cap * sizeof(*n));
@@ -362,8 +409,7 @@ static void segment_free(struct segment *s)
 {
     if (s->fd >= 0)
         loom_close(s->fd);
-    free(s->index);
-    free(s->tindex);
+    index_release(s);
     free(s);
 }
 
@@ -461,13 +507,8 @@ static bool segment_load_indexes(struct turbine_log *log, struct segment *s)
         }
         free(bytes);
     }
-    if (!ok) {
-        free(s->index);
-        free(s->tindex);
-        s->index = NULL;
-        s->tindex = NULL;
-        s->index_count = s->index_cap = s->tindex_count = s->tindex_cap = 0;
-    }
+    if (!ok)
+        index_release(s);
     return ok;
 }
 
@@ -827,7 +868,9 @@ static int segment_create(struct turbine_log *log, int64_t base, struct segment 
         return fd;
     }
     s->fd = fd;
-    int rc = loom_fallocate(fd, 0, 0, log->config.prealloc_bytes, LOOM_NO_DEADLINE);
+    int rc = index_reserve(log, s, log->config.segment_bytes);
+    if (rc == 0)
+        rc = loom_fallocate(fd, 0, 0, log->config.prealloc_bytes, LOOM_NO_DEADLINE);
     if (rc == -EOPNOTSUPP)
         rc = 0; /* no preallocation on this file system */
     else if (rc == 0)
@@ -841,6 +884,7 @@ static int segment_create(struct turbine_log *log, int64_t base, struct segment 
     if (rc < 0) {
         loom_close(fd);
         loom_unlinkat(log->dirfd, name, 0, LOOM_NO_DEADLINE);
+        index_release(s);
         free(s);
         return rc;
     }
@@ -1266,11 +1310,11 @@ static int segment_scan(struct turbine_log *log, struct segment *s, bool last, u
 {
     char *scratch = log->wbuf; /* unused until the log is open */
     size_t scratch_size = log->wcap;
-    free(s->index);
-    free(s->tindex);
-    s->index = NULL;
-    s->tindex = NULL;
-    s->index_count = s->index_cap = s->tindex_count = s->tindex_cap = 0;
+    index_release(s);
+    uint64_t room = file_size > log->config.segment_bytes ? file_size : log->config.segment_bytes;
+    int irc = index_reserve(log, s, room);
+    if (irc < 0)
+        return irc;
     s->has_index_entry = false;
     s->size = 0;
     s->end_offset = s->base_offset;
