@@ -193,7 +193,7 @@ vpath %_test.c $(TURBINE_DIRS)
 vpath %_bench.c $(TURBINE_DIRS)
 vpath %_fuzz.c $(TURBINE_DIRS)
 
-.PHONY: fuzz turbine
+.PHONY: fuzz turbine soak
 all: turbine
 lib: $(LIBTURBINE_A)
 tests: $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS)
@@ -238,6 +238,14 @@ $(TURBINE_HEADER_CHECKS): $(BUILD)/checkheaders/turbine/%.ok: turbine/include/tu
 	@mkdir -p $(dir $@)
 	@echo '#include "turbine/$*.h"' | $(CC) -std=gnu17 -Wall -Wextra -Werror -Iturbine/include \
 	    -Iloom/include -x c -fsyntax-only - && touch $@
+# make soak: the storage crash tests at length (release; not part of make test).
+soak: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release build/release/test/crash_test \
+	    build/release/test/simcrash_test
+	@start=$$(date +%s); CRASH_CYCLES=5000 build/release/test/crash_test && \
+	    SIMCRASH_SEEDS=10000 build/release/test/simcrash_test 2>/dev/null && \
+	    echo "soak: passed in $$(( $$(date +%s) - start )) s" || \
+	    { echo "soak: FAILED after $$(( $$(date +%s) - start )) s"; exit 1; }
 # ---- end of turbine ----
 
 # make test: release runs every test; asan the unit tests at reduced scale; tsan the tests
