@@ -214,10 +214,10 @@ $(TURBINE_TESTS): $(BUILD)/test/%: %.c $(HARNESS_OBJS) $(LIBTURBINE_A) $(LIBLOOM
 	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) $(ALL_LDFLAGS) -o $@ $< \
 	    $(HARNESS_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS) $(TURBINE_TEST_LIBS_$*)
 
-$(TURBINE_FUZZ_REPLAYS): $(BUILD)/test/%_test: %.c $(LIBTURBINE_A) | $(DEPS_STAMP)
+$(TURBINE_FUZZ_REPLAYS): $(BUILD)/test/%_test: %.c $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) -DTURBINE_FUZZ_REPLAY \
-	    $(ALL_LDFLAGS) -o $@ $< $(LIBTURBINE_A) $(TURBINE_LIBS)
+	    $(ALL_LDFLAGS) -o $@ $< $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)
 
 $(TURBINE_BENCHES): $(BUILD)/bench/%: %.c $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
@@ -230,9 +230,11 @@ FUZZ_CC := clang
 FUZZ_CFLAGS := -std=gnu17 -g -O1 -D_GNU_SOURCE -fno-omit-frame-pointer \
                -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
                -Wall -Wextra -Werror -Wno-unused-parameter $(TURBINE_CFLAGS) -Itest
-build/fuzz/%: %.c $(TURBINE_SRCS) | $(DEPS_STAMP)
+# (loom's sources too: the recovery target runs the log on a loom core and a simulated disk)
+build/fuzz/%: %.c $(TURBINE_SRCS) $(LOOM_SRCS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(Q)$(call say,FUZZ,$@)$(FUZZ_CC) $(FUZZ_CFLAGS) -o $@ $< $(TURBINE_SRCS) $(TURBINE_LIBS)
+	$(Q)$(call say,FUZZ,$@)$(FUZZ_CC) $(FUZZ_CFLAGS) -Iloom/include -Iloom/src -pthread -o $@ $< \
+	    $(TURBINE_SRCS) $(LOOM_SRCS) $(TURBINE_LIBS) $(LIBS)
 
 $(TURBINE_HEADER_CHECKS): $(BUILD)/checkheaders/turbine/%.ok: turbine/include/turbine/%.h
 	@mkdir -p $(dir $@)

@@ -124,6 +124,7 @@ struct wrec {
 struct piece {
     struct loom_io_req req; /* first: the completion's op is the piece */
     struct turbine_log *log;
+    uint32_t len; /* as submitted (a fault layer may shorten req.len on its way) */
     uint32_t seq;
     bool busy;
 };
@@ -175,8 +176,11 @@ struct turbine_log {
     int64_t flushed_offset; /* every offset below is flushed */
     bool syncing;
     struct loom_io_req sreq;
-    int write_error;     /* the first failed piece's error */
-    struct loom_op kick; /* defers a write until the fibers ready now have appended */
+    int write_error;      /* the first failed piece's error */
+    bool unclean_pending; /* the checkpoint still says clean: rewrite before appending */
+    int64_t clean_size;   /* in the checkpoint: the active segment's size after a clean close,
+                           * -1 while open (recovery may cut a torn tail only when -1) */
+    struct loom_op kick;  /* defers a write until the fibers ready now have appended */
     bool kick_pending;
     struct loom_baton *closing_waiter; /* close waits for a pending kick */
     struct loom_mutex append_mutex;    /* one appender reserves and copies at a time */
@@ -656,6 +660,7 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         p->req.fd = log->active->fd;
         p->req.addr = ring_at(log, at);
         p->req.len = (uint32_t)(stop - at);
+        p->len = p->req.len;
         p->req.offset = at;
         p->req.op.fn = piece_done;
         p->req.op.data = p;
@@ -769,7 +774,7 @@ static void piece_done(struct loom_op *op)
     struct turbine_log *log = p->log;
     p->busy = false;
     log->free_pieces++;
-    if ((op->res < 0 || (uint64_t)op->res < p->req.len) && !log->write_error)
+    if ((op->res < 0 || (uint64_t)op->res < p->len) && !log->write_error)
         log->write_error = op->res < 0 ? op->res : -EIO; /* a short O_DIRECT file write */
     struct wrec *r = NULL;
     for (unsigned i = 0; i < log->nrecs; i++)
@@ -953,6 +958,12 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
     int rc = loom_mutex_lock(&log->append_mutex, deadline_ns);
     if (rc < 0)
         return rc;
+    if (log->unclean_pending) {
+        rc = write_checkpoint(log);
+        if (rc < 0)
+            goto unlock;
+        log->unclean_pending = false;
+    }
     struct segment *s = log->active;
     /* roll by size or age */
     if (s->size > 0 && (s->size + size > log->config.segment_bytes ||
@@ -984,6 +995,10 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
         if (rc < 0)
             goto unlock;
         s->alloc = want;
+        if (log->error) { /* the log failed while this fiber waited for the allocation */
+            rc = log->error;
+            goto unlock;
+        }
     }
     /* copy, stamp, index (the stamped fields are written into the ring's copy, which may
      * wrap anywhere, through a copy of the header's first 16 bytes) */
@@ -1033,6 +1048,8 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
         return first;
     if (durability == TURBINE_DURABLE_FSYNC && log->written_offset >= end)
         flush_start(log);
+    if (log->error) /* failed since the copy: nobody will wake a waiter */
+        return log->error;
     loom_baton_init(&w.baton);
     waitlist_push(list, &w);
     rc = loom_baton_wait(&w.baton, deadline_ns);
@@ -1415,10 +1432,12 @@ static int log_open_dir(struct turbine_log *log)
     return log->dirfd < 0 ? log->dirfd : 0;
 }
 
-static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t *active_base)
+static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t *active_base,
+                           int64_t *clean_size)
 {
     *first_base = 0;
     *active_base = 0;
+    *clean_size = -1;
     int fd = loom_openat(log->dirfd, "checkpoint", O_RDONLY, 0, LOOM_NO_DEADLINE);
     if (fd == -ENOENT)
         return 0;
@@ -1429,16 +1448,17 @@ static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t
     loom_close(fd);
     if (n < 0)
         return (int)n;
-    long long start, first, active;
-    if (sscanf(text, "turbine-checkpoint 1 start %lld first %lld active %lld", &start, &first,
-               &active) != 3 ||
-        start < 0 || first < 0 || first > start || active < first) {
+    long long start, first, active, clean = -1;
+    int fields = sscanf(text, "turbine-checkpoint 1 start %lld first %lld active %lld clean %lld",
+                        &start, &first, &active, &clean);
+    if (fields < 3 || start < 0 || first < 0 || first > start || active < first || clean < -1) {
         log_msg("error", log, "checkpoint file is unreadable: '%.60s'", text);
         return -EUCLEAN;
     }
     log->start_offset = start;
     *first_base = first;
     *active_base = active;
+    *clean_size = clean;
     return 0;
 }
 
@@ -1446,11 +1466,12 @@ static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t
  * A crash leaves the old or the new one, never a mix. */
 static int write_checkpoint(struct turbine_log *log)
 {
-    char text[160];
-    int len =
-        snprintf(text, sizeof(text),
-                 "turbine-checkpoint 1 start %" PRId64 " first %" PRId64 " active %" PRId64 "\n",
-                 log->start_offset, log->first->base_offset, log->active->base_offset);
+    char text[200];
+    int len = snprintf(text, sizeof(text),
+                       "turbine-checkpoint 1 start %" PRId64 " first %" PRId64 " active %" PRId64
+                       " clean %" PRId64 "\n",
+                       log->start_offset, log->first->base_offset, log->active->base_offset,
+                       log->clean_size);
     int fd = loom_openat(log->dirfd, "checkpoint.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644,
                          LOOM_NO_DEADLINE);
     if (fd < 0)
@@ -1497,8 +1518,8 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     rc = log_open_dir(log);
     if (rc < 0)
         goto fail;
-    int64_t first_base, active_base;
-    rc = read_checkpoint(log, &first_base, &active_base);
+    int64_t first_base, active_base, clean_size;
+    rc = read_checkpoint(log, &first_base, &active_base, &clean_size);
     if (rc < 0)
         goto fail;
     /* the segments form a chain: each is named by the offset where the one before ends, from
@@ -1563,7 +1584,9 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
                 break;
             s->size = pos;
         } else {
-            rc = segment_scan(log, s, !sealed, stx.stx_size);
+            /* after a clean close nothing was torn: damage is damage, never cut */
+            bool clean = clean_size >= 0 && s->base_offset == active_base;
+            rc = segment_scan(log, s, !sealed && !clean, stx.stx_size);
             if (rc < 0)
                 break;
             if (sealed) {
@@ -1614,9 +1637,17 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     if (a->alloc < a->size + log->config.prealloc_bytes) {
         uint64_t want = round_up(a->size + log->config.prealloc_bytes, 1u << 20);
         rc = loom_fallocate(a->fd, 0, 0, want, LOOM_NO_DEADLINE);
-        if (rc < 0 && rc != -EOPNOTSUPP)
+        if (rc == 0) {
+            a->alloc = want;
+        } else if (rc == -ENOSPC || rc == -EOPNOTSUPP) {
+            /* a full disk must not stop the log from opening: reads go on, appends get
+             * -ENOSPC when they need the space */
+            if (rc == -ENOSPC)
+                log_msg("warning", log, "no space to preallocate the active segment");
+            rc = 0;
+        } else {
             goto fail;
-        a->alloc = want;
+        }
     }
     /* what is on disk now may still be in the device's cache: flush it once */
     rc = loom_fsync(a->fd, LOOM_FSYNC_DATA, LOOM_NO_DEADLINE);
@@ -1624,6 +1655,19 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
         goto fail;
     log->synced_end = a->size;
     log->written_offset = log->flushed_offset = log->next_offset;
+    /* open for appends: a crash from now on may tear the tail */
+    log->clean_size = -1;
+    if (clean_size >= 0) {
+        rc = write_checkpoint(log);
+        if (rc == -ENOSPC) {
+            /* a full disk: open for reads; the first append tries again (and fails as it would
+             * anyway until there is space) */
+            log->unclean_pending = true;
+            rc = 0;
+        } else if (rc < 0) {
+            goto fail;
+        }
+    }
     *out = log;
     return 0;
 fail:
@@ -1645,7 +1689,7 @@ int turbine_log_close(struct turbine_log *log)
     LOG_ASSERT(rc == 0);
     rc = drain(log, LOOM_NO_DEADLINE);
     /* an in-flight write, flush or kick must end before the buffer goes */
-    while (log->nrecs || log->syncing)
+    while (log->free_pieces < PIECES_MAX || log->syncing)
         wait_space(log, LOOM_NO_DEADLINE);
     while (log->kick_pending) {
         struct loom_baton b;
@@ -1659,7 +1703,15 @@ int turbine_log_close(struct turbine_log *log)
         int wrc = segment_write_indexes(log, a);
         if (wrc < 0)
             log_msg("warning", log, "writing the index of the active segment: %s", strerror(-wrc));
-        (void)loom_ftruncate(a->fd, a->size, LOOM_NO_DEADLINE);
+        /* the exact size, flushed, then the checkpoint says the close was clean: the next open
+         * refuses to cut anything from this segment (damage there is not a torn tail) */
+        if (loom_ftruncate(a->fd, a->size, LOOM_NO_DEADLINE) == 0 &&
+            loom_fsync(a->fd, 0, LOOM_NO_DEADLINE) == 0) {
+            log->clean_size = (int64_t)a->size;
+            int crc = write_checkpoint(log);
+            if (crc < 0)
+                log_msg("warning", log, "writing the checkpoint at close: %s", strerror(-crc));
+        }
     }
     if (!log->error)
         log->error = -ESHUTDOWN; /* waiters of anything still pending */
