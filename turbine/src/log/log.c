@@ -942,7 +942,6 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
         return -EINVAL;
     /* validate everything first: all or nothing */
     const uint8_t *p = batches;
-    uint64_t records = 0;
     unsigned count = 0;
     for (size_t off = 0; off < size;) {
         struct turbine_batch_info info;
@@ -951,7 +950,6 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
             return -EBADMSG;
         if (info.size > log->wcap / 4)
             return -EMSGSIZE;
-        records += (uint64_t)info.header.last_offset_delta + 1;
         off += info.size;
         count++;
     }
