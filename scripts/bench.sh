@@ -37,7 +37,7 @@ for bench in "${benches[@]}"; do
     start=$(date +%s.%N)
     # stdout goes to the terminal and the log; stderr to the terminal only
     args=()
-    if [ -n "${BENCH_QUICK:-}" ] && [[ " echo_bench file_bench iopool_bench " == *" $name "* ]]; then
+    if [ -n "${BENCH_QUICK:-}" ] && [[ " echo_bench file_bench iopool_bench log_bench " == *" $name "* ]]; then
         args=(--quick)
     fi
     "$bench" "${args[@]}" | tee -a "$log"
