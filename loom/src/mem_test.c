@@ -14,63 +14,7 @@
 #include "internal.h"
 #include "loom/loom.h"
 
-/* ---- malloc interposition (glibc keeps the real ones as __libc_*) --------------------------- */
-
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *ptr, size_t size);
-extern void __libc_free(void *ptr);
-extern void *__libc_memalign(size_t align, size_t size);
-
-static _Atomic bool counting;
-static _Atomic uint64_t reactor_mallocs;
-
-static void count_call(void)
-{
-    if (atomic_load_explicit(&counting, memory_order_relaxed) && loom_on_reactor())
-        atomic_fetch_add(&reactor_mallocs, 1);
-}
-
-void *malloc(size_t size)
-{
-    count_call();
-    return __libc_malloc(size);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    count_call();
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *ptr, size_t size)
-{
-    count_call();
-    return __libc_realloc(ptr, size);
-}
-
-void free(void *ptr)
-{
-    if (ptr)
-        count_call();
-    __libc_free(ptr);
-}
-
-int posix_memalign(void **out, size_t align, size_t size)
-{
-    count_call();
-    void *p = __libc_memalign(align, size);
-    if (!p)
-        return ENOMEM;
-    *out = p;
-    return 0;
-}
-
-void *aligned_alloc(size_t align, size_t size)
-{
-    count_call();
-    return __libc_memalign(align, size);
-}
+#include "alloc_count.h" /* malloc interposition: counts calls made on reactor threads */
 
 /* ---- slab ----------------------------------------------------------------------------------- */
 
@@ -207,11 +151,11 @@ static void heap_allocs_all(uint64_t *out)
 static void test_steady_state(void)
 {
     /* the interposer really sees a reactor thread's allocations (else zero proves nothing) */
-    atomic_store(&counting, true);
+    atomic_store(&alloc_counting, true);
     void *volatile probe = malloc(24);
     free(probe);
-    atomic_store(&counting, false);
-    CHECK_EQ(atomic_exchange(&reactor_mallocs, 0), 2);
+    atomic_store(&alloc_counting, false);
+    CHECK_EQ(atomic_exchange(&alloc_reactor_calls, 0), 2);
 
     loom_baton_init(&ping);
     for (int i = 0; i < 50; i++) /* warm-up: pools and free lists fill */
@@ -219,14 +163,14 @@ static void test_steady_state(void)
     loom_sleep(5 * LOOM_NS_PER_MS); /* memory sent home has arrived */
     uint64_t before, after;
     heap_allocs_all(&before);
-    atomic_store(&counting, true);
+    atomic_store(&alloc_counting, true);
     int64_t rounds = test_scale(2000);
     for (int64_t i = 0; i < rounds; i++)
         one_round();
     loom_sleep(5 * LOOM_NS_PER_MS);
-    atomic_store(&counting, false);
+    atomic_store(&alloc_counting, false);
     heap_allocs_all(&after);
-    CHECK_EQ(atomic_load(&reactor_mallocs), 0);
+    CHECK_EQ(atomic_load(&alloc_reactor_calls), 0);
     CHECK_EQ(after - before, 0);
     loom_baton_deinit(&ping);
 }

@@ -7,6 +7,7 @@
  * test pins both against batches librdkafka produced.
  */
 #include "turbine/batch.h"
+#include "log/bigendian.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -35,43 +36,6 @@ static void __attribute__((noreturn)) assert_fail(const char *file, int line, co
 #define BATCH_LENGTH_MIN   (TURBINE_BATCH_HEADER_SIZE - TURBINE_BATCH_LOG_OVERHEAD)
 #define VARINT32_BYTES_MAX 5
 #define VARINT64_BYTES_MAX 10
-
-/* ---- big-endian fields -------------------------------------------------------------------- */
-
-static uint16_t get_be16(const uint8_t *p)
-{
-    return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
-
-static void put_be16(uint8_t *p, uint16_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
 
 /* ---- zigzag varints (protobuf encoding, as Kafka's ByteUtils) ----------------------------- */
 

@@ -32,6 +32,7 @@
 #include <loom/loom.h>
 
 #include "turbine/batch.h"
+#include "log/bigendian.h"
 #include "turbine/log.h"
 
 #define LOG_ASSERT(cond)                                                                           \
@@ -54,32 +55,6 @@
 #define FLIGHT_MAX   8u             /* write records in flight */
 #define PIECES_MAX   (FLIGHT_MAX * (WRITE_PIECES + 1))
 #define MARKS        1024u /* appends whose end is not yet written */
-
-/* ---- big-endian helpers ---------------------------------------------------------------- */
-
-static void put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static void put_be64(uint8_t *p, uint64_t v)
-{
-    put_be32(p, (uint32_t)(v >> 32));
-    put_be32(p + 4, (uint32_t)v);
-}
-
-static uint32_t get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
-static uint64_t get_be64(const uint8_t *p)
-{
-    return (uint64_t)get_be32(p) << 32 | get_be32(p + 4);
-}
 
 /* ---- structures ----------------------------------------------------------------------------- */
 

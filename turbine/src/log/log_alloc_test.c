@@ -19,61 +19,7 @@
 #include "turbine/batch.h"
 #include "turbine/log.h"
 
-extern void *__libc_malloc(size_t size);
-extern void *__libc_calloc(size_t n, size_t size);
-extern void *__libc_realloc(void *ptr, size_t size);
-extern void __libc_free(void *ptr);
-extern void *__libc_memalign(size_t align, size_t size);
-
-static _Atomic bool counting;
-static _Atomic uint64_t reactor_allocs;
-
-static void note(void)
-{
-    if (atomic_load_explicit(&counting, memory_order_relaxed) && loom_on_reactor())
-        atomic_fetch_add(&reactor_allocs, 1);
-}
-
-void *malloc(size_t size)
-{
-    note();
-    return __libc_malloc(size);
-}
-
-void *calloc(size_t n, size_t size)
-{
-    note();
-    return __libc_calloc(n, size);
-}
-
-void *realloc(void *ptr, size_t size)
-{
-    note();
-    return __libc_realloc(ptr, size);
-}
-
-void free(void *ptr)
-{
-    if (ptr)
-        note();
-    __libc_free(ptr);
-}
-
-int posix_memalign(void **out, size_t align, size_t size)
-{
-    note();
-    void *p = __libc_memalign(align, size);
-    if (!p)
-        return ENOMEM;
-    *out = p;
-    return 0;
-}
-
-void *aligned_alloc(size_t align, size_t size)
-{
-    note();
-    return __libc_memalign(align, size);
-}
+#include "alloc_count.h"
 
 static char dir[256];
 
@@ -101,7 +47,7 @@ static int test_main(void *arg)
     int rounds = (int)test_scale(4000);
     for (int phase = 0; phase < 2; phase++) {
         /* phase 0 warms up (first pieces, first flush, first reads); phase 1 is counted */
-        atomic_store(&counting, phase == 1);
+        atomic_store(&alloc_counting, phase == 1);
         int64_t next_read = turbine_log_start_offset(log);
         for (int i = 0; i < rounds; i++) {
             int n = 1 + i % 16;
@@ -125,15 +71,15 @@ static int test_main(void *arg)
         CHECK_EQ(turbine_log_wait(log, turbine_log_end_offset(log) - 1,
                                   loom_now_ns() + 10 * LOOM_NS_PER_S),
                  0);
-        atomic_store(&counting, false);
+        atomic_store(&alloc_counting, false);
     }
     struct turbine_log_stats st;
     turbine_log_stats_get(log, &st);
     printf("  %d appends and their reads: %" PRIu64 " heap allocations on the reactor (%" PRIu64
            " writes, %" PRIu64 " flushes, %" PRIu64 " segment(s))\n",
-           rounds, atomic_load(&reactor_allocs), st.writes, st.flushes, st.segments);
+           rounds, atomic_load(&alloc_reactor_calls), st.writes, st.flushes, st.segments);
     CHECK_EQ(st.segments, 1u);
-    CHECK_EQ(atomic_load(&reactor_allocs), 0u);
+    CHECK_EQ(atomic_load(&alloc_reactor_calls), 0u);
     CHECK_EQ(turbine_log_close(log), 0);
     return 0;
 }
