@@ -197,10 +197,12 @@ static void test_mutex_timeout(void)
 static int64_t race_deadline;
 static int race_rc;
 static bool race_owned;
+static bool race_late; /* the waiter started after its deadline (a slow, loaded machine) */
 
 static int race_waiter(void *arg)
 {
     (void)arg;
+    race_late = loom_clock_ns() >= race_deadline - 100 * US;
     race_rc = loom_mutex_lock(&mx, race_deadline);
     race_owned = mx.owner == loom_fiber_self();
     if (race_rc == 0)
@@ -216,18 +218,38 @@ static int race_staller(void *arg)
     return 0;
 }
 
+static void test_mutex_grant_race_check(struct loom_fiber *w, struct loom_fiber *s);
+
 /* The waiter's deadline fires and, in the same loop iteration, the holder (woken by an earlier
  * timer, so it runs first) unlocks and hands the mutex to it: the grant wins, the waiter
  * returns 0 holding the mutex, and nothing leaks. */
 static void test_mutex_grant_races_timeout(void)
 {
-    loom_mutex_init(&mx);
-    CHECK_EQ(loom_mutex_lock(&mx, NO), 0);
-    race_deadline = loom_clock_ns() + 3 * MS;
-    race_rc = 1;
-    struct loom_fiber *w = spawn_joinable(race_waiter, NULL);
-    struct loom_fiber *s = spawn_joinable(race_staller, NULL);
-    loom_sleep_until(race_deadline - 20 * US); /* armed first; fires one tick earlier */
+    /* the scenario needs the waiter to start before its deadline: on a loaded machine (or
+     * under a sanitizer) spawning can take longer than the margin, so retry with more */
+    for (int64_t margin = 3 * MS;; margin *= 4) {
+        loom_mutex_init(&mx);
+        CHECK_EQ(loom_mutex_lock(&mx, NO), 0);
+        race_deadline = loom_clock_ns() + margin;
+        race_rc = 1;
+        race_late = false;
+        struct loom_fiber *w = spawn_joinable(race_waiter, NULL);
+        struct loom_fiber *s = spawn_joinable(race_staller, NULL);
+        loom_sleep_until(race_deadline - 20 * US); /* armed first; fires one tick earlier */
+        if (!race_late || margin >= 3000 * MS) {
+            CHECK(!race_late);
+            test_mutex_grant_race_check(w, s);
+            return;
+        }
+        loom_mutex_unlock(&mx);
+        join(w);
+        join(s);
+        loom_mutex_deinit(&mx);
+    }
+}
+
+static void test_mutex_grant_race_check(struct loom_fiber *w, struct loom_fiber *s)
+{
     CHECK_GT(loom_clock_ns(), race_deadline);
     CHECK(mx.waiters.head != NULL); /* the waiter has not run since its deadline */
     loom_mutex_unlock(&mx);

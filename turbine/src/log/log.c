@@ -685,6 +685,15 @@ static void pump(struct turbine_log *log)
             want_flush = true;
             break;
         }
+        if (end == full_end && log->data_end > full_end && !log->tail_inflight && !log->t_pending &&
+            full_end + A <= cap) {
+            /* the partly filled block rides along: one request instead of two */
+            submit_record(log, start, full_end + A, log->data_end, true);
+            log->tail_inflight = true;
+            log->tail_block = full_end;
+            log->issue_pos = full_end;
+            break;
+        }
         submit_record(log, start, end, end, false);
         log->issue_pos = end;
     }
