@@ -245,7 +245,7 @@ soak: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release build/release/test/crash_test \
 	    build/release/test/simcrash_test
 	@start=$$(date +%s); CRASH_CYCLES=5000 build/release/test/crash_test && \
-	    SIMCRASH_SEEDS=10000 build/release/test/simcrash_test 2>/dev/null && \
+	    SIMCRASH_BASE=random SIMCRASH_SEEDS=10000 build/release/test/simcrash_test 2>/dev/null && \
 	    echo "soak: passed in $$(( $$(date +%s) - start )) s" || \
 	    { echo "soak: FAILED after $$(( $$(date +%s) - start )) s"; exit 1; }
 # ---- end of turbine ----
