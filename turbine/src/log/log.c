@@ -1548,24 +1548,44 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
         bool sealed = s->base_offset < active_base;
         bool trusted = sealed && segment_load_indexes(log, s);
         if (trusted) {
-            /* the end offset from the batches after the last index entry */
+            /* the end offset from the batches after the last index entry, each validated:
+             * if they do not hold together, the index is not trusted and the segment is
+             * scanned (and refused when damaged) */
             uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
             uint64_t pos = s->index[s->index_count - 1].position;
-            while (rc == 0 && pos + TURBINE_BATCH_HEADER_SIZE <= s->size) {
+            while (trusted && pos + TURBINE_BATCH_HEADER_SIZE <= s->size) {
                 rc = segment_read(log, s, pos, hdr, sizeof(hdr));
+                if (rc < 0)
+                    break;
                 struct turbine_batch_header h;
                 turbine_batch_header_decode(hdr, &h);
-                if (h.magic != TURBINE_BATCH_MAGIC || h.batch_length < 49)
+                if (h.magic == 0 && h.batch_length == 0)
                     break; /* the zero padding of the last block */
+                uint64_t bsize = (uint64_t)(uint32_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+                struct turbine_batch_info info;
+                if (h.magic != TURBINE_BATCH_MAGIC || pos + bsize > s->size || bsize > log->wcap ||
+                    segment_read(log, s, pos, log->wbuf, (size_t)bsize) < 0 ||
+                    turbine_batch_validate(log->wbuf, (size_t)bsize, &info) != TURBINE_BATCH_OK) {
+                    trusted = false;
+                    break;
+                }
                 s->end_offset = h.base_offset + h.last_offset_delta + 1;
                 if (h.max_timestamp > s->max_timestamp)
                     s->max_timestamp = h.max_timestamp;
-                pos += (uint64_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+                pos += bsize;
             }
             if (rc < 0)
                 break;
-            s->size = pos;
-        } else {
+            if (trusted) {
+                s->size = pos;
+            } else {
+                index_release(s);
+                s->size = stx.stx_size;
+                s->end_offset = s->base_offset;
+                s->max_timestamp = INT64_MIN;
+            }
+        }
+        if (!trusted) {
             /* after a clean close nothing was torn: damage is damage, never cut */
             bool clean = clean_size >= 0 && s->base_offset == active_base;
             rc = segment_scan(log, s, !sealed && !clean, stx.stx_size);
