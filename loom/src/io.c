@@ -491,48 +491,42 @@ ssize_t loom_writev(int fd, const struct iovec *iov, int iovcnt, uint64_t offset
 
 /* ---- registered buffers -------------------------------------------------------------------- */
 
-static int fixed_index(struct loom__io *io, const void *buf, size_t len)
+/* Checks a fixed (registered-buffer) transfer: 0 when it may go as one (buffer index 0: the
+ * whole pool is registered as one buffer), 1 when the pool is not registered and a plain
+ * transfer must do, or -EINVAL (the buffer is not the pool's, or O_DIRECT misalignment). */
+static int fixed_check(int fd, const void *buf, size_t len, uint64_t offset)
 {
+    struct loom__io *io = io_of(loom__reactor());
     const char *p = buf;
     if (p < io->pool || p + len > io->pool + io->pool_bytes || p + len < p) {
         loom__log("error", "fixed IO buffer %p (+%zu) is not from loom_iobuf_alloc()", buf, len);
         return -EINVAL;
     }
-    return 0; /* the whole pool is registered buffer 0 */
+    if (!io->registered)
+        return 1;
+    return direct_check(fd, buf, len, offset);
 }
 
 ssize_t loom_read_fixed(int fd, void *buf, size_t len, uint64_t offset, int64_t deadline_ns)
 {
-    struct loom__io *io = io_of(loom__reactor());
-    int idx = fixed_index(io, buf, len);
-    if (idx < 0)
-        return idx;
-    if (!io->registered)
-        return loom_read(fd, buf, len, offset, 0, deadline_ns);
-    int rc = direct_check(fd, buf, len, offset);
-    if (rc < 0)
-        return rc;
+    int rc = fixed_check(fd, buf, len, offset);
+    if (rc != 0)
+        return rc < 0 ? rc : loom_read(fd, buf, len, offset, 0, deadline_ns);
     struct loom_io_req req;
     req_init(&req, LOOM_IO_READ_FIXED, fd);
     req.addr = buf;
     req.len = (uint32_t)len;
     req.offset = offset;
-    req.buf_index = (uint16_t)idx;
+    req.buf_index = 0;
     return io_call(&req, deadline_ns);
 }
 
 ssize_t loom_write_fixed(int fd, const void *buf, size_t len, uint64_t offset, int64_t deadline_ns)
 {
-    struct loom__io *io = io_of(loom__reactor());
-    int idx = fixed_index(io, buf, len);
-    if (idx < 0)
-        return idx;
-    if (!io->registered)
-        return loom_write(fd, buf, len, offset, 0, deadline_ns);
-    int rc = direct_check(fd, buf, len, offset);
-    if (rc < 0)
-        return rc;
-    return write_all(LOOM_IO_WRITE_FIXED, fd, buf, len, offset, 0, (uint16_t)idx, deadline_ns);
+    int rc = fixed_check(fd, buf, len, offset);
+    if (rc != 0)
+        return rc < 0 ? rc : loom_write(fd, buf, len, offset, 0, deadline_ns);
+    return write_all(LOOM_IO_WRITE_FIXED, fd, buf, len, offset, 0, 0, deadline_ns);
 }
 
 /* ---- the other calls ------------------------------------------------------------------------ */

@@ -179,17 +179,24 @@ static int parse_addr(const char *host, uint16_t port, struct sockaddr_storage *
     return -EINVAL;
 }
 
+/* A TCP socket of host's family, with host:port parsed into *ss. Returns the fd or -errno. */
+static int tcp_socket(const char *host, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+    int rc = parse_addr(host, port, ss, len);
+    if (rc < 0)
+        return rc;
+    int fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    return fd < 0 ? -errno : fd;
+}
+
 int loom_listen(const char *host, uint16_t port, int backlog, unsigned flags)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = parse_addr(host, port, &ss, &len);
-    if (rc < 0)
-        return rc;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd = tcp_socket(host, port, &ss, &len);
     if (fd < 0)
-        return -errno;
-    int one = 1;
+        return fd;
+    int rc, one = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
         ((flags & LOOM_LISTEN_REUSEPORT) &&
          setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0) ||
@@ -269,16 +276,13 @@ int loom_connect(const char *host, uint16_t port, int64_t deadline_ns)
 {
     struct sockaddr_storage ss;
     socklen_t len;
-    int rc = parse_addr(host, port, &ss, &len);
-    if (rc < 0)
-        return rc;
-    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP);
+    int fd = tcp_socket(host, port, &ss, &len);
     if (fd < 0)
-        return -errno;
+        return fd;
     struct loom_op op;
     memset(&op, 0, sizeof(op));
     loom__prep_connect(&op, fd, (struct sockaddr *)&ss, len);
-    rc = op_wait(&op, deadline_ns);
+    int rc = op_wait(&op, deadline_ns);
     if (rc < 0) {
         close(fd);
         return rc;
