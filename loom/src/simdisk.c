@@ -753,24 +753,47 @@ static int direct_check(const struct loom_simdisk *disk, const struct sim_fd *f,
     return 0;
 }
 
+/* What a read or write request addresses, checked: the fd, the vector, the file offset. */
+struct rw {
+    struct sim_fd *f;
+    struct iovec one; /* the vector of a plain read/write */
+    const struct iovec *iov;
+    int count;
+    uint64_t total, off;
+    bool use_pos; /* offset -1: the fd's position */
+};
+
+static int rw_begin(struct loom_simdisk *disk, const struct loom_io_req *req, bool write,
+                    struct rw *rw)
+{
+    rw->iov = NULL;
+    rw->count = 0;
+    rw->total = 0;
+    rw->off = req->offset;
+    int rc = data_fd(disk, req->fd, write, &rw->f);
+    if (rc == 0)
+        rc = req_iov(req, &rw->one, &rw->iov, &rw->count, &rw->total);
+    if (rc < 0)
+        return rc;
+    rw->use_pos = rw->off == UINT64_MAX;
+    if (rw->use_pos)
+        rw->off = rw->f->pos;
+    if (write && ((rw->f->flags & O_APPEND) || (req->flags & RWF_APPEND)))
+        rw->off = rw->f->node->vol.size;
+    return direct_check(disk, rw->f, rw->off, rw->iov, rw->count);
+}
+
 static int do_read(struct loom_simdisk *disk, const struct loom_io_req *req)
 {
-    struct sim_fd *f;
-    struct iovec one;
-    const struct iovec *iov = NULL;
-    int count = 0;
-    uint64_t total = 0, off = req->offset;
-    int rc = data_fd(disk, req->fd, false, &f);
-    if (rc == 0)
-        rc = req_iov(req, &one, &iov, &count, &total);
+    struct rw rw;
+    int rc = rw_begin(disk, req, false, &rw);
     if (rc < 0)
         return rc;
-    bool use_pos = off == UINT64_MAX;
-    if (use_pos)
-        off = f->pos;
-    rc = direct_check(disk, f, off, iov, count);
-    if (rc < 0)
-        return rc;
+    struct sim_fd *f = rw.f;
+    const struct iovec *iov = rw.iov;
+    int count = rw.count;
+    uint64_t off = rw.off;
+    bool use_pos = rw.use_pos;
     const struct sim_image *img = &f->node->vol;
     uint64_t done = 0;
     for (int i = 0; i < count && off + done < img->size; i++) {
@@ -825,24 +848,15 @@ static int write_at(struct loom_simdisk *disk, struct sim_fd *f, uint64_t off,
 
 static int do_write(struct loom_simdisk *disk, const struct loom_io_req *req, bool sync_ok)
 {
-    struct sim_fd *f;
-    struct iovec one;
-    const struct iovec *iov = NULL;
-    int count = 0;
-    uint64_t total = 0, off = req->offset;
-    int rc = data_fd(disk, req->fd, true, &f);
-    if (rc == 0)
-        rc = req_iov(req, &one, &iov, &count, &total);
+    struct rw rw;
+    int rc = rw_begin(disk, req, true, &rw);
     if (rc < 0)
         return rc;
-    bool use_pos = off == UINT64_MAX;
-    if (use_pos)
-        off = f->pos;
-    if ((f->flags & O_APPEND) || (req->flags & RWF_APPEND))
-        off = f->node->vol.size;
-    rc = direct_check(disk, f, off, iov, count);
-    if (rc < 0)
-        return rc;
+    struct sim_fd *f = rw.f;
+    const struct iovec *iov = rw.iov;
+    int count = rw.count;
+    uint64_t total = rw.total, off = rw.off;
+    bool use_pos = rw.use_pos;
     bool sync = (req->flags & (RWF_DSYNC | RWF_SYNC)) || (f->flags & O_DSYNC);
     rc = write_at(disk, f, off, iov, count, total, sync && sync_ok);
     if (rc >= 0 && use_pos)
