@@ -8,6 +8,7 @@
  */
 #include "turbine/batch.h"
 #include "log/bigendian.h"
+#include "turbine_assert.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -19,18 +20,6 @@
 
 #define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
-
-/* Assertions stay on in every build (as loom's): they guard the encoder's arithmetic. */
-static void __attribute__((noreturn)) assert_fail(const char *file, int line, const char *expr)
-{
-    fprintf(stderr, "turbine: assertion failed at %s:%d: %s\n", file, line, expr);
-    abort();
-}
-#define BATCH_ASSERT(cond)                                                                         \
-    do {                                                                                           \
-        if (UNLIKELY(!(cond)))                                                                     \
-            assert_fail(__FILE__, __LINE__, #cond);                                                \
-    } while (0)
 
 /* batchLength counts everything after itself: the header from partitionLeaderEpoch on. */
 #define BATCH_LENGTH_MIN   (TURBINE_BATCH_HEADER_SIZE - TURBINE_BATCH_LOG_OVERHEAD)
@@ -389,8 +378,8 @@ bool turbine_record_iter_next(struct turbine_record_iter *iter, struct turbine_r
         iter->status = s;
         return false;
     }
-    BATCH_ASSERT(p > iter->next);
-    BATCH_ASSERT(p <= iter->end);
+    TURBINE_ASSERT(p > iter->next);
+    TURBINE_ASSERT(p <= iter->end);
     iter->next = p;
     iter->index++;
     return true;
@@ -416,17 +405,17 @@ void turbine_header_iter_init(struct turbine_header_iter *iter, const struct tur
 bool turbine_header_iter_next(struct turbine_header_iter *iter, struct turbine_header *header)
 {
     if (iter->remaining == 0) {
-        BATCH_ASSERT(iter->next == iter->end);
+        TURBINE_ASSERT(iter->next == iter->end);
         return false;
     }
     /* turbine_record_iter_next() checked these bytes: a failure here is a caller's bug. */
     enum turbine_batch_status s;
     s = read_bytes(&iter->next, iter->end, 0, TURBINE_BATCH_RECORD_BAD_HEADERS, &header->key,
                    &header->key_size);
-    BATCH_ASSERT(s == TURBINE_BATCH_OK);
+    TURBINE_ASSERT(s == TURBINE_BATCH_OK);
     s = read_bytes(&iter->next, iter->end, -1, TURBINE_BATCH_RECORD_BAD_HEADERS, &header->value,
                    &header->value_size);
-    BATCH_ASSERT(s == TURBINE_BATCH_OK);
+    TURBINE_ASSERT(s == TURBINE_BATCH_OK);
     iter->remaining--;
     return true;
 }
@@ -450,7 +439,7 @@ static enum turbine_batch_status walk_records(const uint8_t *p, struct turbine_b
     if (iter.status != TURBINE_BATCH_OK)
         info->error_offset = turbine_record_iter_offset(&iter);
     else
-        BATCH_ASSERT(iter.index == info->header.records_count);
+        TURBINE_ASSERT(iter.index == info->header.records_count);
     return iter.status;
 }
 
@@ -466,7 +455,7 @@ enum turbine_batch_status turbine_batch_validate(const void *data, size_t size,
     enum turbine_batch_status s = frame(p, size, info);
     if (s != TURBINE_BATCH_OK)
         return s;
-    BATCH_ASSERT(info->size >= TURBINE_BATCH_HEADER_SIZE && info->size <= size);
+    TURBINE_ASSERT(info->size >= TURBINE_BATCH_HEADER_SIZE && info->size <= size);
 
     uint32_t crc = turbine_crc32c(0, p + TURBINE_BATCH_OFF_ATTRIBUTES,
                                   info->size - TURBINE_BATCH_OFF_ATTRIBUTES);
@@ -551,8 +540,8 @@ int turbine_batch_builder_init(struct turbine_batch_builder *builder, void *buff
 int turbine_batch_builder_append(struct turbine_batch_builder *builder,
                                  const struct turbine_record_in *record)
 {
-    BATCH_ASSERT(builder->used >= TURBINE_BATCH_HEADER_SIZE);
-    BATCH_ASSERT(builder->used <= builder->capacity);
+    TURBINE_ASSERT(builder->used >= TURBINE_BATCH_HEADER_SIZE);
+    TURBINE_ASSERT(builder->used <= builder->capacity);
     if (builder->count == INT32_MAX)
         return -EOVERFLOW;
     int64_t base_timestamp = builder->count == 0 ? record->timestamp : builder->base_timestamp;
@@ -578,7 +567,7 @@ int turbine_batch_builder_append(struct turbine_batch_builder *builder,
         p = put_bytes(p, record->headers[i].key, record->headers[i].key_size);
         p = put_bytes(p, record->headers[i].value, record->headers[i].value_size);
     }
-    BATCH_ASSERT(p - start == total);
+    TURBINE_ASSERT(p - start == total);
     builder->used += (size_t)total;
     builder->base_timestamp = base_timestamp;
     if (record->timestamp > builder->max_timestamp)
@@ -591,8 +580,8 @@ int64_t turbine_batch_builder_finish(struct turbine_batch_builder *builder)
 {
     if (builder->count == 0)
         return -EINVAL;
-    BATCH_ASSERT(builder->used <= builder->capacity);
-    BATCH_ASSERT(builder->used - TURBINE_BATCH_LOG_OVERHEAD <= INT32_MAX);
+    TURBINE_ASSERT(builder->used <= builder->capacity);
+    TURBINE_ASSERT(builder->used - TURBINE_BATCH_LOG_OVERHEAD <= INT32_MAX);
     const struct turbine_batch_params *params = &builder->params;
     uint8_t *b = builder->buffer;
     put_be64(b + TURBINE_BATCH_OFF_BASE_OFFSET, (uint64_t)params->base_offset);

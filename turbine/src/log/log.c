@@ -33,15 +33,8 @@
 
 #include "turbine/batch.h"
 #include "log/bigendian.h"
+#include "turbine_assert.h"
 #include "turbine/log.h"
-
-#define LOG_ASSERT(cond)                                                                           \
-    do {                                                                                           \
-        if (__builtin_expect(!(cond), 0)) {                                                        \
-            fprintf(stderr, "turbine: assertion failed: %s:%d: %s\n", __FILE__, __LINE__, #cond);  \
-            abort();                                                                               \
-        }                                                                                          \
-    } while (0)
 
 #define INDEX_ENTRY 8u  /* relative offset u32, position u32, big-endian */
 #define TIME_ENTRY  12u /* timestamp i64, relative offset u32, big-endian */
@@ -143,6 +136,7 @@ struct turbine_log {
     uint32_t rec_seq;
     struct piece pieces[PIECES_MAX];
     unsigned free_pieces;
+    struct piece *free_stack[PIECES_MAX]; /* the pieces not in flight */
     struct mark marks[MARKS];
     unsigned mark_head, mark_count;
     uint64_t sync_end;      /* written_end when the flush in flight was submitted */
@@ -595,9 +589,9 @@ static void piece_done(struct loom_op *op);
 static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end, uint64_t covered,
                           bool tail)
 {
-    LOG_ASSERT(log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1);
-    LOG_ASSERT(start < end && start % log->align == 0 && end % log->align == 0);
-    LOG_ASSERT(end - start <= log->wcap);
+    TURBINE_ASSERT(log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1);
+    TURBINE_ASSERT(start < end && start % log->align == 0 && end % log->align == 0);
+    TURBINE_ASSERT(end - start <= log->wcap);
     /* sorted by start; a record for the same block as an older one goes after it */
     unsigned i = log->nrecs;
     while (i > 0 && log->recs[i - 1].start > start) {
@@ -619,15 +613,10 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         uint64_t ring_left = log->wcap - at % log->wcap;
         if (stop - at > ring_left)
             stop = at + ring_left; /* the ring wraps here */
-        struct piece *p = NULL;
-        for (unsigned k = 0; k < PIECES_MAX; k++)
-            if (!log->pieces[k].busy) {
-                p = &log->pieces[k];
-                break;
-            }
-        LOG_ASSERT(p != NULL && count <= WRITE_PIECES);
+        TURBINE_ASSERT(log->free_pieces > 0 && count <= WRITE_PIECES);
+        struct piece *p = log->free_stack[--log->free_pieces];
+        TURBINE_ASSERT(!p->busy);
         p->busy = true;
-        log->free_pieces--;
         p->log = log;
         p->seq = r->seq;
         memset(&p->req, 0, sizeof(p->req));
@@ -736,7 +725,7 @@ static void advance(struct turbine_log *log)
     log->nrecs = k;
     if (!moved)
         return;
-    LOG_ASSERT(log->written_end <= log->data_end);
+    TURBINE_ASSERT(log->written_end <= log->data_end);
     window_invalidate(log, log->active);
     while (log->mark_count && log->marks[log->mark_head].pos <= log->written_end) {
         log->written_offset = log->marks[log->mark_head].offset;
@@ -757,14 +746,14 @@ static void piece_done(struct loom_op *op)
     struct piece *p = (struct piece *)op;
     struct turbine_log *log = p->log;
     p->busy = false;
-    log->free_pieces++;
+    log->free_stack[log->free_pieces++] = p;
     if ((op->res < 0 || (uint64_t)op->res < p->len) && !log->write_error)
         log->write_error = op->res < 0 ? op->res : -EIO; /* a short O_DIRECT file write */
     struct wrec *r = NULL;
     for (unsigned i = 0; i < log->nrecs; i++)
         if (log->recs[i].seq == p->seq)
             r = &log->recs[i];
-    LOG_ASSERT(r != NULL && r->pending > 0);
+    TURBINE_ASSERT(r != NULL && r->pending > 0);
     if (--r->pending > 0)
         return;
     r->done = true;
@@ -902,7 +891,8 @@ static int roll(struct turbine_log *log, int64_t deadline_ns)
     s->prev = old;
     old->next = s;
     log->active = s;
-    LOG_ASSERT(log->nrecs == 0 && log->mark_count == 0 && !log->tail_inflight && !log->t_pending);
+    TURBINE_ASSERT(log->nrecs == 0 && log->mark_count == 0 && !log->tail_inflight &&
+                   !log->t_pending);
     log->data_end = log->written_end = log->synced_end = log->issue_pos = 0;
     log->tail_block = log->tail_covered = 0;
     memset(log->wbuf, 0, log->wcap);
@@ -1005,7 +995,7 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
         off += info.size;
     }
     log->data_end += size;
-    LOG_ASSERT(s->size == log->data_end);
+    TURBINE_ASSERT(s->size == log->data_end);
     /* zeros after the data in its block (the ring may hold old bytes there) */
     uint64_t block_end = round_up(log->data_end, log->align);
     if (block_end > log->data_end)
@@ -1303,9 +1293,9 @@ static bool all_zero(struct turbine_log *log, struct segment *s, uint64_t from, 
 }
 
 /* Scans segment s from the start: rebuilds its index and finds the end of its valid batches.
- * For the last segment a damaged tail is cut (within max_unflushed_bytes) or refused. */
+ * With `last` (the active segment after a crash) a damaged tail is cut (within
+ * max_unflushed_bytes) or refused; otherwise any damage is refused. */
 static int segment_scan(struct turbine_log *log, struct segment *s, bool last, uint64_t file_size)
-/* last: the active segment, whose torn tail may be cut */
 {
     char *scratch = log->wbuf; /* unused until the log is open */
     size_t scratch_size = log->wcap;
@@ -1489,6 +1479,8 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     log->dirfd = -1;
     loom_mutex_init(&log->append_mutex);
     log->wcap = config->write_buffer_bytes;
+    for (unsigned k = 0; k < PIECES_MAX; k++)
+        log->free_stack[k] = &log->pieces[k];
     log->free_pieces = PIECES_MAX;
     log->wbuf = loom_iobuf_alloc(log->wcap);
     log->window = loom_iobuf_alloc(WINDOW);
@@ -1688,7 +1680,7 @@ fail:
 int turbine_log_close(struct turbine_log *log)
 {
     int rc = loom_mutex_lock(&log->append_mutex, LOOM_NO_DEADLINE);
-    LOG_ASSERT(rc == 0);
+    TURBINE_ASSERT(rc == 0);
     rc = drain(log, LOOM_NO_DEADLINE);
     /* an in-flight write, flush or kick must end before the buffer goes */
     while (log->free_pieces < PIECES_MAX || log->syncing)
