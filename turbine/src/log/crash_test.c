@@ -29,6 +29,7 @@
 #include <loom/loom.h>
 
 #include "harness.h"
+#include "log/test_random.h"
 #include "turbine/batch.h"
 #include "turbine/log.h"
 
@@ -51,19 +52,6 @@ struct report {
     uint32_t kind;   /* enum report_kind */
 };
 _Static_assert(sizeof(struct report) == 24, "reports are 24 bytes");
-
-static uint64_t splitmix(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rand_below(uint64_t *state, uint64_t n)
-{
-    return n ? splitmix(state) % n : 0;
-}
 
 /* The log configuration of a directory; derived from the directory's seed so that every
  * process opening it (children and parent) agrees. */
@@ -95,51 +83,12 @@ struct appender {
     uint32_t id;
 };
 
-/* A random batch: 1..RECORDS_MAX records, small values, sometimes a large one; the values
- * carry (seed, fiber, sequence, index) so every batch has its own CRC. */
-static size_t random_batch(struct appender *a, uint32_t seq, uint8_t *out, size_t cap)
-{
-    static char big[BIG_VALUE];
-    struct turbine_record_in recs[RECORDS_MAX];
-    char small[RECORDS_MAX][96];
-    int n = 1 + (int)rand_below(&a->rng, RECORDS_MAX);
-    size_t budget = cap - 1024;
-    int64_t ts = 1700000000000 + (int64_t)rand_below(&a->rng, 1000000);
-    int count = 0;
-    for (int i = 0; i < n; i++) {
-        int len = snprintf(small[i], sizeof(small[i]), "%016" PRIx64 "-%u-%u-%d-", a->child->seed,
-                           a->id, seq, i);
-        int extra = (int)rand_below(&a->rng, sizeof(small[i]) - (size_t)len);
-        memset(small[i] + len, 'a' + (char)(seq % 26), (size_t)extra);
-        struct turbine_record_in r = {.timestamp = ts + i,
-                                      .key = small[i],
-                                      .key_size = len,
-                                      .value = small[i],
-                                      .value_size = len + extra};
-        if (rand_below(&a->rng, 50) == 0) {
-            /* a large value: makes a batch of many blocks */
-            r.value = big;
-            r.value_size = (int32_t)(4096 + rand_below(&a->rng, BIG_VALUE - 4096));
-            memset(big, (int)(seq & 0xff), 64);
-        }
-        int64_t need = turbine_record_encoded_size(&r, i, i);
-        CHECK_GT(need, 0);
-        if ((size_t)need + 64 > budget)
-            break;
-        budget -= (size_t)need;
-        recs[count++] = r;
-    }
-    if (count == 0) {
-        recs[0] = (struct turbine_record_in){
-            .timestamp = ts, .key_size = -1, .value = small[0], .value_size = 8};
-        count = 1;
-    }
-    struct turbine_batch_params params = {
-        .producer_id = -1, .producer_epoch = -1, .base_sequence = -1};
-    int64_t size = turbine_batch_encode(out, cap, &params, recs, count);
-    CHECK_GT(size, 0);
-    return (size_t)size;
-}
+/* The batches the appenders write (test_random.h). */
+static const struct batch_shape shape = {.records_max = RECORDS_MAX,
+                                         .reserve = 1024,
+                                         .big_one_in = 50,
+                                         .big_min = 4096,
+                                         .big_max = BIG_VALUE};
 
 static void report_write(const struct report *r)
 {
@@ -156,7 +105,7 @@ static int appender_main(void *arg)
     static uint8_t batches[FIBERS_MAX][BATCH_MAX];
     uint8_t *batch = batches[a->id];
     for (uint32_t seq = 0;; seq++) {
-        size_t size = random_batch(a, seq, batch, BATCH_MAX);
+        size_t size = random_batch(&a->rng, &shape, a->child->seed, a->id, seq, batch, BATCH_MAX);
         int64_t offset =
             turbine_log_append(a->child->log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE);
         if (offset < 0) {

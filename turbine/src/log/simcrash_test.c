@@ -29,6 +29,7 @@
 #include <loom/simdisk.h>
 
 #include "harness.h"
+#include "log/test_random.h"
 #include "turbine/batch.h"
 #include "turbine/log.h"
 
@@ -40,19 +41,6 @@
 
 enum scenario { SC_CRASH, SC_BITFLIP, SC_ENOSPC, SC_FAULT };
 static const char *const scenario_names[] = {"crash", "bitflip", "enospc", "fault"};
-
-static uint64_t splitmix(uint64_t *state)
-{
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-    return z ^ (z >> 31);
-}
-
-static uint64_t rand_below(uint64_t *state, uint64_t n)
-{
-    return n ? splitmix(state) % n : 0;
-}
 
 /* ---- batches expected in the log ------------------------------------------------------------ */
 
@@ -141,49 +129,9 @@ static uint64_t findings;
         findings++;                                                                                \
     } while (0)
 
-/* A random batch; the values carry (seed, fiber, sequence) so every batch has its own CRC. */
-static size_t random_batch(uint64_t *rng, uint32_t fiber, uint32_t seq, uint8_t *out)
-{
-    static char big[8192];
-    struct turbine_record_in recs[RECORDS_MAX];
-    char small[RECORDS_MAX][80];
-    int n = 1 + (int)rand_below(rng, RECORDS_MAX);
-    int64_t ts = 1700000000000 + (int64_t)rand_below(rng, 1000000);
-    size_t budget = BATCH_MAX - 512;
-    int count = 0;
-    for (int i = 0; i < n; i++) {
-        int len =
-            snprintf(small[i], sizeof(small[i]), "%" PRIx64 "-%u-%u-%d-", sim.seed, fiber, seq, i);
-        int extra = (int)rand_below(rng, sizeof(small[i]) - (size_t)len);
-        memset(small[i] + len, 'a' + (char)(seq % 26), (size_t)extra);
-        struct turbine_record_in r = {.timestamp = ts + i,
-                                      .key = small[i],
-                                      .key_size = len,
-                                      .value = small[i],
-                                      .value_size = len + extra};
-        if (rand_below(rng, 16) == 0) {
-            r.value = big; /* a value of many sectors */
-            r.value_size = (int32_t)(512 + rand_below(rng, sizeof(big) - 512));
-            memset(big, (int)(seq & 0xff), 32);
-        }
-        int64_t need = turbine_record_encoded_size(&r, i, i);
-        CHECK_GT(need, 0);
-        if ((size_t)need + 32 > budget)
-            break;
-        budget -= (size_t)need;
-        recs[count++] = r;
-    }
-    if (count == 0) {
-        recs[0] = (struct turbine_record_in){
-            .timestamp = ts, .key_size = -1, .value = small[0], .value_size = 8};
-        count = 1;
-    }
-    struct turbine_batch_params params = {
-        .producer_id = -1, .producer_epoch = -1, .base_sequence = -1};
-    int64_t size = turbine_batch_encode(out, BATCH_MAX, &params, recs, count);
-    CHECK_GT(size, 0);
-    return (size_t)size;
-}
+/* The batches the appenders write (test_random.h). */
+static const struct batch_shape shape = {
+    .records_max = RECORDS_MAX, .reserve = 512, .big_one_in = 16, .big_min = 512, .big_max = 8192};
 
 /* ---- checks --------------------------------------------------------------------------------- */
 
@@ -341,7 +289,7 @@ static int appender_main(void *arg)
     uint8_t *batch = batches[a->id];
     struct turbine_log *log = sim.log;
     for (int i = 0; i < sim.appends_max && !sim.stop; i++) {
-        size_t size = random_batch(&a->rng, a->id, (uint32_t)i, batch);
+        size_t size = random_batch(&a->rng, &shape, sim.seed, a->id, (uint32_t)i, batch, BATCH_MAX);
         int64_t offset =
             turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE);
         if (offset == -ENOSPC && sim.scenario == SC_ENOSPC) {
