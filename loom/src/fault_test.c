@@ -65,6 +65,11 @@ static void test_fail_nth(void)
     fill_file();
 }
 
+static void post_done(struct loom_op *op)
+{
+    loom_baton_post(op->data);
+}
+
 static void test_short(void)
 {
     struct loom_io_stats before, after;
@@ -93,6 +98,25 @@ static void test_short(void)
     static char back[8192];
     CHECK_EQ(loom_read(fd, back, sizeof(back), 0, 0, LOOM_NO_DEADLINE), 8192);
     CHECK(memcmp(back, buf, sizeof(back)) == 0);
+
+    /* through the callback API the completion shows a short result on the request as the
+     * caller made it: the rule shortens the transfer, not the caller's len */
+    enable(7, &write_rule, 1);
+    struct loom_io_req req = {0};
+    struct loom_baton done;
+    loom_baton_init(&done);
+    req.kind = LOOM_IO_WRITE;
+    req.fd = fd;
+    req.addr = buf;
+    req.len = 8192;
+    req.op.fn = post_done;
+    req.op.data = &done;
+    loom_io_start(&req);
+    CHECK_EQ(loom_baton_wait(&done, LOOM_NO_DEADLINE), 0);
+    CHECK_GT(req.op.res, 0);
+    CHECK_LT(req.op.res, 8192);
+    CHECK_EQ(req.len, 8192u);
+    loom_baton_deinit(&done);
 
     /* a one-byte transfer cannot be shortened: the rule does not fire on it */
     struct loom_fault_rule any_rule = {.nth = 1, .action = LOOM_FAULT_SHORT};

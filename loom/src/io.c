@@ -94,8 +94,11 @@ static void start_now(struct loom__reactor *r, struct loom__io *io, struct loom_
     io->in_flight++;
     io->stats.disk_ops++;
     req->io_state = REQ_STARTED;
-    if (LOOM_UNLIKELY(r->fault != NULL) && loom__fault_filter(r, req))
-        return;
+    if (LOOM_UNLIKELY(r->fault != NULL)) {
+        req->started_len = req->len; /* a SHORT rule changes len: restored in req_done */
+        if (loom__fault_filter(r, req))
+            return;
+    }
     loom__io_backend_start(r, req);
 }
 
@@ -137,6 +140,10 @@ static void req_done(struct loom_op *op)
     LOOM_ASSERT(req->io_state == REQ_STARTED && io->in_flight > 0);
     req->io_state = REQ_IDLE;
     io->in_flight--;
+    if (LOOM_UNLIKELY(req->started_len)) {
+        req->len = req->started_len; /* the caller sees its request as it made it */
+        req->started_len = 0;
+    }
     if (LOOM_UNLIKELY(loom__rt.under_valgrind))
         mark_defined(req);
     if (io->wait_head) {
@@ -158,6 +165,7 @@ void loom_io_start(struct loom_io_req *req)
     LOOM_ASSERTF(req->io_state == REQ_IDLE, "file request %p started twice", (void *)req);
     LOOM_ASSERT(req->op.fn != NULL && req->kind < LOOM_IO_KINDS);
     req->user_fn = req->op.fn;
+    req->started_len = 0;
     req->op.fn = req_done;
     req->op.res = 0;
     req->op.cqe_flags = 0;

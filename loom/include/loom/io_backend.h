@@ -60,6 +60,8 @@ struct loom_io_req {
     loom_op_fn user_fn;                    /* op.fn as given to loom_io_start() */
     const struct loom_io_backend *backend; /* the backend it was started on */
     uint8_t io_state;                      /* idle, waiting for the budget, started */
+    uint32_t started_len;                  /* len as started: a fault rule that shortens the
+                                            * transfer changes len on its way only */
 };
 
 struct loom_io_backend {

@@ -92,7 +92,6 @@ struct wrec {
 struct piece {
     struct loom_io_req req; /* first: the completion's op is the piece */
     struct turbine_log *log;
-    uint32_t len; /* as submitted (a fault layer may shorten req.len on its way) */
     uint32_t seq;
     bool busy;
 };
@@ -624,7 +623,6 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         p->req.fd = log->active->fd;
         p->req.addr = ring_at(log, at);
         p->req.len = (uint32_t)(stop - at);
-        p->len = p->req.len;
         p->req.offset = at;
         p->req.op.fn = piece_done;
         p->req.op.data = p;
@@ -747,7 +745,7 @@ static void piece_done(struct loom_op *op)
     struct turbine_log *log = p->log;
     p->busy = false;
     log->free_stack[log->free_pieces++] = p;
-    if ((op->res < 0 || (uint64_t)op->res < p->len) && !log->write_error)
+    if ((op->res < 0 || (uint64_t)op->res < p->req.len) && !log->write_error)
         log->write_error = op->res < 0 ? op->res : -EIO; /* a short O_DIRECT file write */
     struct wrec *r = NULL;
     for (unsigned i = 0; i < log->nrecs; i++)
