@@ -501,6 +501,20 @@ static void buffer_return(struct loom__reactor *r, struct loom__net *n, uint16_t
     }
 }
 
+/* Gives every queued chunk of s back to the ring. */
+static void drop_queued(struct loom__reactor *r, struct loom_sock *s)
+{
+    struct loom__net *n = r->net;
+    for (uint16_t b = s->head; b != NO_BUF;) {
+        uint16_t next = n->next[b];
+        buffer_return(r, n, b);
+        b = next;
+    }
+    s->head = s->tail = NO_BUF;
+    s->queued = 0;
+    s->head_offset = 0;
+}
+
 static void sock_notify_now(struct loom__reactor *r, struct loom_sock *s)
 {
     if (s->waiter) {
@@ -596,17 +610,8 @@ static void sock_cqe(struct loom_op *op)
             if (more)
                 (void)loom_op_cancel(&s->op);
         }
-        if (s->state & S_CLOSING) {
-            /* data racing a close: give it back at once */
-            uint16_t b = s->head;
-            while (b != NO_BUF) {
-                uint16_t next = n->next[b];
-                buffer_return(r, n, b);
-                b = next;
-            }
-            s->head = s->tail = NO_BUF;
-            s->queued = 0;
-        }
+        if (s->state & S_CLOSING)
+            drop_queued(r, s); /* data racing a close: give it back at once */
     } else if (res == 0) {
         s->state |= S_EOF;
     } else if (res == -ENOBUFS) {
@@ -984,16 +989,7 @@ static void sock_closed(struct loom_op *op)
 /* The receive has ended: return the queued buffers and close the fd through the ring. */
 static void close_continue(struct loom__reactor *r, struct loom_sock *s)
 {
-    struct loom__net *n = r->net;
-    uint16_t b = s->head;
-    while (b != NO_BUF) {
-        uint16_t next = n->next[b];
-        buffer_return(r, n, b);
-        b = next;
-    }
-    s->head = s->tail = NO_BUF;
-    s->queued = 0;
-    s->head_offset = 0;
+    drop_queued(r, s);
     s->op.fn = sock_closed;
     s->op.data = s;
     loom__prep_close(&s->op, s->fd);
