@@ -38,6 +38,7 @@
 #include <sys/types.h>
 
 #include "turbine/batch.h"
+#include "turbine/cache.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -104,6 +105,15 @@ TURBINE_API int64_t turbine_log_flushed_offset(const struct turbine_log *log);
  * below the start or above the end, -ENOBUFS when buf cannot hold the first batch, or -errno. */
 TURBINE_API ssize_t turbine_log_read(struct turbine_log *log, int64_t offset, void *buf,
                                      size_t size, size_t max_bytes, int64_t limit_offset);
+
+/* Lends whole batches from the core's page cache, as turbine_log_read selects them (but
+ * without a buffer: the view holds at most TURBINE_VIEW_SLICES slices), into `view` (empty on
+ * entry, see turbine/cache.h): no copy. view->next_offset is the offset after its last batch.
+ * Returns the bytes lent (0 when offset == limit), -ERANGE, -ENOBUFS when not even the first
+ * batch could be pinned (the view's slices, or the readers' share of the cache), or -errno. The
+ * caller releases the view, on this core or through turbine_view_release_remote. */
+TURBINE_API ssize_t turbine_log_read_view(struct turbine_log *log, int64_t offset, size_t max_bytes,
+                                          int64_t limit_offset, struct turbine_view *view);
 
 /* The offset of the first batch whose maxTimestamp is >= timestamp (ms), or the end offset
  * when there is none. */

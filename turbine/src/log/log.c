@@ -4,10 +4,10 @@
  * files.
  *
  * Write path of the active segment (positions are byte offsets in its file). Appends are
- * copied into wbuf, a ring of wcap bytes (file position p at wbuf[p % wcap]) holding the file
- * from round_down(written_end) to data_end, with zeros after data_end in its block. Writes go
- * out in whole blocks, several at a time, as records of up to WRITE_MAX bytes split into
- * concurrent pieces:
+ * copied into pages of the core's page cache (log/pagecache.h): the pages holding the file from
+ * round_down(written_end) to data_end are pinned by the log, page index i at wpages[i % wslots],
+ * with zeros after data_end. Writes go straight from those pages to the file, in whole blocks,
+ * several at a time, as records of up to WRITE_MAX bytes split into concurrent pieces:
  *   - full blocks below round_down(data_end) are written once, in order (issue_pos);
  *   - the partly filled last block T is written by a "tail" record when all blocks before it
  *     are submitted; no other write includes T while it is in flight. Data that lands in T
@@ -16,7 +16,11 @@
  * written_end is the end of the contiguous written prefix: a record applies once it is done and
  * starts at or below written_end. written_offset follows from marks (end position, end offset)
  * left by each append. A flush (fdatasync) covers written_end as of its submission, and
- * nothing is written past synced_end + max_unflushed_bytes (the recovery window).
+ * nothing is written past synced_end + max_unflushed_bytes (the recovery window). Pages wholly
+ * below round_down(written_end) are unpinned and stay cached for readers that follow the tail.
+ *
+ * Reads lend bytes from cache pages (turbine_log_read_view), loading missing pages with one
+ * O_DIRECT read each; turbine_log_read copies from such views.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -33,6 +37,7 @@
 
 #include "turbine/batch.h"
 #include "log/bigendian.h"
+#include "log/pagecache.h"
 #include "turbine_assert.h"
 #include "turbine/log.h"
 
@@ -46,8 +51,12 @@
 #define PIECE_MIN    (8u * 1024u)
 #define WRITE_MAX    (512u * 1024u) /* one write record at most */
 #define FLIGHT_MAX   8u             /* write records in flight */
-#define PIECES_MAX   (FLIGHT_MAX * (WRITE_PIECES + 1))
-#define MARKS        1024u /* appends whose end is not yet written */
+#define PAGE_MIN     (64u * 1024u)  /* the cache's smallest page */
+/* pieces of one record (at most WRITE_MAX plus a block): WRITE_PIECES full ones, one ending at
+ * each page boundary inside it, and the last */
+#define REC_PIECES (WRITE_PIECES + WRITE_MAX / PAGE_MIN + 2)
+#define PIECES_MAX (FLIGHT_MAX * REC_PIECES)
+#define MARKS      1024u /* appends whose end is not yet written */
 
 /* ---- structures ----------------------------------------------------------------------------- */
 
@@ -122,8 +131,14 @@ struct turbine_log {
     unsigned align;
 
     /* the write path (positions in the active segment) */
-    char *wbuf; /* ring of wcap bytes */
-    size_t wcap;
+    struct turbine_cache *cache; /* this core's */
+    uint32_t cache_id;           /* the log's name in it */
+    size_t page;                 /* its page size */
+    size_t wcap;                 /* at most this much from round_down(written_end) to data_end */
+    struct tc_page **wpages;     /* pinned pages of the write path: index i at [i % wslots] */
+    unsigned wslots;
+    uint64_t wp_lo, wp_hi; /* page indexes [wp_lo, wp_hi) of the active segment pinned */
+    char *scratch;         /* a batch buffer for recovery (wcap bytes), while opening */
     uint64_t data_end, written_end, synced_end;
     uint64_t issue_pos;    /* full blocks below are submitted */
     bool tail_inflight;    /* a tail record for tail_block is in flight */
@@ -569,17 +584,65 @@ static void flush_start(struct turbine_log *log)
     loom_io_start(&log->sreq);
 }
 
+/* The byte at file position pos of the active segment, in a pinned page. */
 static char *ring_at(struct turbine_log *log, uint64_t pos)
 {
-    return log->wbuf + pos % log->wcap;
+    uint64_t i = pos / log->page;
+    TURBINE_ASSERT(i >= log->wp_lo && i < log->wp_hi);
+    struct tc_page *p = log->wpages[i % log->wslots];
+    TURBINE_ASSERT(p != NULL && p->index == i);
+    return p->data + pos % log->page;
 }
 
 static void ring_put(struct turbine_log *log, uint64_t pos, const void *src, size_t len)
 {
-    size_t at = (size_t)(pos % log->wcap), first = log->wcap - at < len ? log->wcap - at : len;
-    memcpy(log->wbuf + at, src, first);
-    if (len > first)
-        memcpy(log->wbuf, (const char *)src + first, len - first);
+    const char *from = src;
+    while (len > 0) {
+        size_t n = log->page - (size_t)(pos % log->page);
+        if (n > len)
+            n = len;
+        memcpy(ring_at(log, pos), from, n);
+        pos += n;
+        from += n;
+        len -= n;
+    }
+}
+
+/* Pins the pages of the active segment up to position `end` (exclusive); a page the file
+ * already holds data in is read first. Holds the append mutex. */
+static int wpages_ensure(struct turbine_log *log, uint64_t end, int64_t deadline_ns)
+{
+    uint64_t want = (end + log->page - 1) / log->page;
+    while (log->wp_hi < want) {
+        uint64_t i = log->wp_hi;
+        TURBINE_ASSERT(i - log->wp_lo < log->wslots && !log->wpages[i % log->wslots]);
+        uint64_t start = i * log->page;
+        int err = 0;
+        struct tc_page *p =
+            tc_get_write(log->cache, log->cache_id, log->active->base_offset, (uint32_t)i,
+                         log->active->fd, start < log->data_end, deadline_ns, &err);
+        if (!p)
+            return err;
+        /* zeros after the data (a page read from the file may hold a torn tail there) */
+        size_t from = log->data_end > start ? (size_t)(log->data_end - start) : 0;
+        memset(p->data + from, 0, log->page - from);
+        log->wpages[i % log->wslots] = p;
+        log->wp_hi = i + 1;
+    }
+    return 0;
+}
+
+/* Unpins the write path's pages wholly below `pos` (all of them with UINT64_MAX). */
+static void wpages_release(struct turbine_log *log, uint64_t pos)
+{
+    while (log->wp_lo < log->wp_hi && (log->wp_lo + 1) * log->page <= pos) {
+        struct tc_page **slot = &log->wpages[log->wp_lo % log->wslots];
+        tc_unpin(log->cache, *slot);
+        *slot = NULL;
+        log->wp_lo++;
+    }
+    if (log->wp_lo == log->wp_hi)
+        log->wp_lo = log->wp_hi = pos == UINT64_MAX ? 0 : log->wp_hi;
 }
 
 static void piece_done(struct loom_op *op);
@@ -588,9 +651,10 @@ static void piece_done(struct loom_op *op);
 static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end, uint64_t covered,
                           bool tail)
 {
-    TURBINE_ASSERT(log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1);
+    TURBINE_ASSERT(log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES);
     TURBINE_ASSERT(start < end && start % log->align == 0 && end % log->align == 0);
-    TURBINE_ASSERT(end - start <= log->wcap);
+    TURBINE_ASSERT(end - start <= WRITE_MAX + log->align && start / log->page >= log->wp_lo &&
+                   (end - 1) / log->page < log->wp_hi);
     /* sorted by start; a record for the same block as an older one goes after it */
     unsigned i = log->nrecs;
     while (i > 0 && log->recs[i - 1].start > start) {
@@ -605,14 +669,14 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
     unsigned n = (unsigned)(len / PIECE_MIN);
     n = n < 1 ? 1 : n > WRITE_PIECES ? WRITE_PIECES : n;
     uint64_t piece_len = round_up((len + n - 1) / n, log->align);
-    struct piece *batch[WRITE_PIECES + 1];
+    struct piece *batch[REC_PIECES];
     unsigned count = 0;
     for (uint64_t at = start; at < end;) {
         uint64_t stop = end - at < piece_len ? end : at + piece_len;
-        uint64_t ring_left = log->wcap - at % log->wcap;
-        if (stop - at > ring_left)
-            stop = at + ring_left; /* the ring wraps here */
-        TURBINE_ASSERT(log->free_pieces > 0 && count <= WRITE_PIECES);
+        uint64_t page_left = log->page - at % log->page;
+        if (stop - at > page_left)
+            stop = at + page_left; /* the next page is elsewhere in memory */
+        TURBINE_ASSERT(log->free_pieces > 0 && count < REC_PIECES);
         struct piece *p = log->free_stack[--log->free_pieces];
         TURBINE_ASSERT(!p->busy);
         p->busy = true;
@@ -645,7 +709,7 @@ static void pump(struct turbine_log *log)
     uint64_t cap = round_down(log->synced_end + log->config.max_unflushed_bytes, A);
     uint64_t full_end = round_down(log->data_end, A);
     bool want_flush = false;
-    bool room = log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1;
+    bool room = log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES;
     if (log->t_pending && !log->tail_inflight && room) {
         if (log->tail_block + A <= cap) {
             submit_record(log, log->tail_block, log->tail_block + A, log->tail_block + A, false);
@@ -655,7 +719,7 @@ static void pump(struct turbine_log *log)
         }
     }
     for (;;) {
-        room = log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1;
+        room = log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES;
         if (log->issue_pos >= full_end || !room)
             break;
         uint64_t start = log->issue_pos;
@@ -684,7 +748,7 @@ static void pump(struct turbine_log *log)
         submit_record(log, start, end, end, false);
         log->issue_pos = end;
     }
-    room = log->nrecs < FLIGHT_MAX && log->free_pieces >= WRITE_PIECES + 1;
+    room = log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES;
     if (log->data_end > full_end && !log->tail_inflight && !log->t_pending &&
         log->issue_pos == full_end && room &&
         !(log->tail_block == full_end && log->tail_covered == log->data_end)) {
@@ -724,7 +788,11 @@ static void advance(struct turbine_log *log)
     if (!moved)
         return;
     TURBINE_ASSERT(log->written_end <= log->data_end);
-    window_invalidate(log, log->active);
+    /* pages wholly below the block of written_end are never written again: readers keep them */
+    uint64_t keep = round_down(log->written_end, log->align);
+    for (unsigned i = 0; i < log->nrecs; i++)
+        TURBINE_ASSERT(log->recs[i].start >= keep);
+    wpages_release(log, keep);
     while (log->mark_count && log->marks[log->mark_head].pos <= log->written_end) {
         log->written_offset = log->marks[log->mark_head].offset;
         log->mark_head = (log->mark_head + 1) % MARKS;
@@ -891,9 +959,9 @@ static int roll(struct turbine_log *log, int64_t deadline_ns)
     log->active = s;
     TURBINE_ASSERT(log->nrecs == 0 && log->mark_count == 0 && !log->tail_inflight &&
                    !log->t_pending);
+    wpages_release(log, UINT64_MAX); /* the old segment's pages stay cached for readers */
     log->data_end = log->written_end = log->synced_end = log->issue_pos = 0;
     log->tail_block = log->tail_covered = 0;
-    memset(log->wbuf, 0, log->wcap);
     log->stats.rolls++;
     log->stats.segments++;
     /* segments before the active one are sealed: recovery trusts their index files */
@@ -970,8 +1038,12 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
             goto unlock;
         }
     }
-    /* copy, stamp, index (the stamped fields are written into the ring's copy, which may
-     * wrap anywhere, through a copy of the header's first 16 bytes) */
+    /* the pages the batches go to */
+    rc = wpages_ensure(log, log->data_end + size, deadline_ns);
+    if (rc < 0)
+        goto unlock;
+    /* copy, stamp, index (the stamped fields are written into the pages' copy, which may
+     * cross a page anywhere, through a copy of the header's first 16 bytes) */
     int64_t first = log->next_offset;
     ring_put(log, log->data_end, batches, size);
     for (size_t off = 0; off < size;) {
@@ -994,10 +1066,6 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
     }
     log->data_end += size;
     TURBINE_ASSERT(s->size == log->data_end);
-    /* zeros after the data in its block (the ring may hold old bytes there) */
-    uint64_t block_end = round_up(log->data_end, log->align);
-    if (block_end > log->data_end)
-        memset(ring_at(log, log->data_end), 0, (size_t)(block_end - log->data_end));
     log->marks[(log->mark_head + log->mark_count) % MARKS] =
         (struct mark){.pos = log->data_end, .offset = log->next_offset};
     log->mark_count++;
@@ -1061,6 +1129,148 @@ static uint64_t index_floor(const struct segment *s, int64_t offset)
     return lo == 0 ? 0 : s->index[lo - 1].position;
 }
 
+/* A reader's place in the cache: one pinned page at a time. */
+struct cursor {
+    struct turbine_log *log;
+    struct segment *seg;
+    struct tc_page *page;
+};
+
+static void cursor_end(struct cursor *c)
+{
+    if (c->page)
+        tc_unpin(c->log->cache, c->page);
+    c->page = NULL;
+}
+
+/* The bytes at pos of s in a pinned page, *avail of them; NULL and *err on failure (-ENOBUFS
+ * when readers have pinned their share of the cache). */
+static const char *cursor_at(struct cursor *c, struct segment *s, uint64_t pos, size_t *avail,
+                             int *err)
+{
+    struct turbine_log *log = c->log;
+    uint32_t index = (uint32_t)(pos / log->page);
+    if (!c->page || c->seg != s || c->page->index != index) {
+        struct tc_page *p =
+            tc_get(log->cache, log->cache_id, s->base_offset, index, s->fd, true, err);
+        if (!p)
+            return NULL;
+        cursor_end(c);
+        c->page = p;
+        c->seg = s;
+    }
+    size_t off = (size_t)(pos % log->page);
+    if (off >= c->page->valid) {
+        *err = -ENODATA; /* the file ends before its size says */
+        return NULL;
+    }
+    *avail = c->page->valid - off;
+    return c->page->data + off;
+}
+
+static int cursor_copy(struct cursor *c, struct segment *s, uint64_t pos, void *dst, size_t len)
+{
+    char *out = dst;
+    while (len > 0) {
+        size_t n;
+        int err = 0;
+        const char *at = cursor_at(c, s, pos, &n, &err);
+        if (!at)
+            return err;
+        if (n > len)
+            n = len;
+        memcpy(out, at, n);
+        out += n;
+        pos += n;
+        len -= n;
+    }
+    return 0;
+}
+
+static int cursor_lend(struct cursor *c, struct turbine_view *v, struct segment *s, uint64_t pos,
+                       size_t len)
+{
+    while (len > 0) {
+        size_t n;
+        int err = 0;
+        const char *at = cursor_at(c, s, pos, &n, &err);
+        if (!at)
+            return err;
+        if (n > len)
+            n = len;
+        if (!tc_view_add(c->log->cache, v, c->page, at, n))
+            return -ENOBUFS;
+        pos += n;
+        len -= n;
+    }
+    return 0;
+}
+
+/* Walks the batches from the one holding `offset` (below limit_offset, clamped to the written
+ * offset) and calls take() for each whole batch at or after `offset`, until take returns
+ * nonzero (1: stop, negative: stop with that error). Returns 0 or -errno. */
+typedef int (*batch_fn)(struct cursor *c, struct segment *s, uint64_t pos, size_t bsize,
+                        const struct turbine_batch_header *h, void *arg);
+
+static int walk(struct turbine_log *log, struct cursor *cur, int64_t offset, int64_t limit_offset,
+                batch_fn take, void *arg)
+{
+    struct segment *s = segment_for(log, offset);
+    if (!s)
+        return -ERANGE;
+    uint64_t pos = index_floor(s, offset);
+    uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+    while (s) {
+        uint64_t seg_end = s == log->active ? log->written_end : s->size;
+        if (pos >= seg_end) {
+            s = s->next;
+            pos = 0;
+            continue;
+        }
+        int rc = cursor_copy(cur, s, pos, hdr, sizeof(hdr));
+        if (rc < 0)
+            return rc;
+        struct turbine_batch_header h;
+        turbine_batch_header_decode(hdr, &h);
+        size_t bsize = (size_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+        if (h.magic != TURBINE_BATCH_MAGIC || pos + bsize > seg_end) {
+            log_msg("error", log, "segment %020" PRId64 " has no batch at position %" PRIu64,
+                    s->base_offset, pos);
+            return -EUCLEAN; /* changed on disk after it was validated */
+        }
+        if (h.base_offset >= limit_offset)
+            break;
+        if (h.base_offset + h.last_offset_delta >= offset) {
+            rc = take(cur, s, pos, bsize, &h, arg);
+            if (rc != 0)
+                return rc < 0 ? rc : 0;
+        }
+        pos += bsize;
+    }
+    return 0;
+}
+
+struct copy_arg {
+    char *buf;
+    size_t size, max_bytes, copied;
+};
+
+static int take_copy(struct cursor *c, struct segment *s, uint64_t pos, size_t bsize,
+                     const struct turbine_batch_header *h, void *arg)
+{
+    (void)h;
+    struct copy_arg *a = arg;
+    if (a->copied + bsize > a->size)
+        return a->copied == 0 ? -ENOBUFS : 1;
+    if (a->copied > 0 && a->copied + bsize > a->max_bytes)
+        return 1;
+    int rc = cursor_copy(c, s, pos, a->buf + a->copied, bsize);
+    if (rc < 0)
+        return rc;
+    a->copied += bsize;
+    return a->copied >= a->max_bytes ? 1 : 0;
+}
+
 ssize_t turbine_log_read(struct turbine_log *log, int64_t offset, void *buf, size_t size,
                          size_t max_bytes, int64_t limit_offset)
 {
@@ -1070,50 +1280,64 @@ ssize_t turbine_log_read(struct turbine_log *log, int64_t offset, void *buf, siz
         limit_offset = log->written_offset; /* only what is on disk */
     if (offset >= limit_offset)
         return 0;
-    struct segment *s = segment_for(log, offset);
-    if (!s)
-        return -ERANGE;
-    uint64_t pos = index_floor(s, offset);
-    size_t copied = 0;
-    uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
-    while (s) {
-        uint64_t seg_end = s == log->active ? log->written_end : s->size;
-        if (pos >= seg_end) {
-            s = s->next;
-            pos = 0;
-            continue;
-        }
-        int rc = segment_read(log, s, pos, hdr, sizeof(hdr));
-        if (rc < 0)
-            return rc;
-        struct turbine_batch_header h;
-        turbine_batch_header_decode(hdr, &h);
-        size_t bsize = (size_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
-        if (h.base_offset >= limit_offset)
-            break;
-        int64_t last = h.base_offset + h.last_offset_delta;
-        if (last >= offset) {
-            if (copied + bsize > size) {
-                if (copied == 0)
-                    return -ENOBUFS;
-                break;
-            }
-            if (copied > 0 && copied + bsize > max_bytes)
-                break;
-            rc = segment_read(log, s, pos, (char *)buf + copied, bsize);
-            if (rc < 0)
-                return rc;
-            copied += bsize;
-            if (copied >= max_bytes)
-                break;
-        }
-        pos += bsize;
+    struct copy_arg a = {.buf = buf, .size = size, .max_bytes = max_bytes};
+    struct cursor cur = {.log = log};
+    int rc = walk(log, &cur, offset, limit_offset, take_copy, &a);
+    cursor_end(&cur);
+    if (rc < 0 && (a.copied == 0 || rc == -ENOBUFS))
+        return rc;
+    return (ssize_t)a.copied;
+}
+
+struct lend_arg {
+    struct turbine_view *v;
+    size_t max_bytes;
+};
+
+static int take_lend(struct cursor *c, struct segment *s, uint64_t pos, size_t bsize,
+                     const struct turbine_batch_header *h, void *arg)
+{
+    struct lend_arg *a = arg;
+    struct turbine_view *v = a->v;
+    if (v->bytes > 0 && v->bytes + bsize > a->max_bytes)
+        return 1;
+    unsigned count = v->count, npages = v->npages;
+    size_t bytes = v->bytes, last_len = count > 0 ? v->iov[count - 1].iov_len : 0;
+    int rc = cursor_lend(c, v, s, pos, bsize);
+    if (rc < 0) {
+        /* whole batches only: take this one back */
+        tc_view_truncate(c->log->cache, v, count, npages, bytes, last_len);
+        return v->bytes > 0 ? 1 : rc;
     }
-    return (ssize_t)copied;
+    v->next_offset = h->base_offset + h->last_offset_delta + 1;
+    return v->bytes >= a->max_bytes ? 1 : 0;
+}
+
+ssize_t turbine_log_read_view(struct turbine_log *log, int64_t offset, size_t max_bytes,
+                              int64_t limit_offset, struct turbine_view *view)
+{
+    TURBINE_ASSERT(view->npages == 0);
+    turbine_view_init(view);
+    view->next_offset = offset;
+    if (offset < log->start_offset || offset > log->next_offset)
+        return -ERANGE;
+    if (limit_offset > log->written_offset)
+        limit_offset = log->written_offset;
+    if (offset >= limit_offset)
+        return 0;
+    struct lend_arg a = {.v = view, .max_bytes = max_bytes};
+    struct cursor cur = {.log = log};
+    int rc = walk(log, &cur, offset, limit_offset, take_lend, &a);
+    cursor_end(&cur);
+    if (rc < 0 && view->bytes == 0)
+        return rc;
+    return (ssize_t)view->bytes;
 }
 
 int64_t turbine_log_offset_for_time(struct turbine_log *log, int64_t timestamp)
 {
+    struct cursor cur = {.log = log};
+    int64_t result = log->next_offset;
     for (struct segment *s = log->first; s; s = s->next) {
         if (s->max_timestamp < timestamp || s->end_offset <= log->start_offset)
             continue;
@@ -1127,16 +1351,20 @@ int64_t turbine_log_offset_for_time(struct turbine_log *log, int64_t timestamp)
         uint64_t seg_end = s == log->active ? log->written_end : s->size;
         uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
         while (pos < seg_end) {
-            if (segment_read(log, s, pos, hdr, sizeof(hdr)) < 0)
+            if (cursor_copy(&cur, s, pos, hdr, sizeof(hdr)) < 0)
                 break;
             struct turbine_batch_header h;
             turbine_batch_header_decode(hdr, &h);
-            if (h.max_timestamp >= timestamp && h.base_offset >= log->start_offset)
-                return h.base_offset;
+            if (h.max_timestamp >= timestamp && h.base_offset >= log->start_offset) {
+                result = h.base_offset;
+                goto out;
+            }
             pos += (uint64_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
         }
     }
-    return log->next_offset;
+out:
+    cursor_end(&cur);
+    return result;
 }
 
 int turbine_log_wait(struct turbine_log *log, int64_t offset, int64_t deadline_ns)
@@ -1212,7 +1440,7 @@ int turbine_log_apply_retention(struct turbine_log *log, int64_t now_ms)
             s->next->prev = s;
             break;
         }
-        window_invalidate(log, s);
+        tc_forget(log->cache, log->cache_id, s->base_offset);
         static const char *const exts[] = {"log", "index", "timeindex"};
         for (int i = 0; i < 3; i++) {
             char name[64];
@@ -1295,7 +1523,7 @@ static bool all_zero(struct turbine_log *log, struct segment *s, uint64_t from, 
  * max_unflushed_bytes) or refused; otherwise any damage is refused. */
 static int segment_scan(struct turbine_log *log, struct segment *s, bool last, uint64_t file_size)
 {
-    char *scratch = log->wbuf; /* unused until the log is open */
+    char *scratch = log->scratch;
     size_t scratch_size = log->wcap;
     index_release(s);
     uint64_t room = file_size > log->config.segment_bytes ? file_size : log->config.segment_bytes;
@@ -1480,11 +1708,24 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     for (unsigned k = 0; k < PIECES_MAX; k++)
         log->free_stack[k] = &log->pieces[k];
     log->free_pieces = PIECES_MAX;
-    log->wbuf = loom_iobuf_alloc(log->wcap);
+    log->scratch = loom_iobuf_alloc(log->wcap);
     log->window = loom_iobuf_alloc(WINDOW);
+    log->cache = tc_local();
     int rc = 0;
-    if (!log->wbuf || !log->window) {
+    if (!log->scratch || !log->window || !log->cache) {
         rc = -ENOMEM;
+        goto fail;
+    }
+    log->cache_id = tc_attach(log->cache);
+    log->page = tc_page_bytes(log->cache);
+    log->wslots = (unsigned)(log->wcap / log->page) + 3;
+    log->wpages = calloc(log->wslots, sizeof(*log->wpages));
+    if (!log->wpages || log->wslots * 2 > tc_pages(log->cache)) {
+        /* the write path must leave most of the cache to readers and other logs */
+        if (log->wpages)
+            log_msg("error", log, "the write buffer (%zu bytes) needs a larger page cache",
+                    log->wcap);
+        rc = log->wpages ? -EINVAL : -ENOMEM;
         goto fail;
     }
     rc = log_open_dir(log);
@@ -1554,8 +1795,9 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
                 uint64_t bsize = (uint64_t)(uint32_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
                 struct turbine_batch_info info;
                 if (h.magic != TURBINE_BATCH_MAGIC || pos + bsize > s->size || bsize > log->wcap ||
-                    segment_read(log, s, pos, log->wbuf, (size_t)bsize) < 0 ||
-                    turbine_batch_validate(log->wbuf, (size_t)bsize, &info) != TURBINE_BATCH_OK) {
+                    segment_read(log, s, pos, log->scratch, (size_t)bsize) < 0 ||
+                    turbine_batch_validate(log->scratch, (size_t)bsize, &info) !=
+                        TURBINE_BATCH_OK) {
                     trusted = false;
                     break;
                 }
@@ -1614,18 +1856,13 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
         log->start_offset = log->first->base_offset;
     struct segment *a = log->active;
     log->next_offset = a->end_offset;
-    /* the write path resumes at the end of the valid data: load its partial block */
-    memset(log->wbuf, 0, log->wcap);
+    /* the write path resumes at the end of the valid data (the first append pins the page
+     * there, reading what the file holds in it) */
     log->data_end = log->written_end = a->size;
     log->issue_pos = round_down(a->size, log->align);
     log->tail_block = log->issue_pos;
     log->tail_covered = a->size; /* on disk: written again only when it grows */
-    if (a->size > log->issue_pos) {
-        rc = segment_read(log, a, log->issue_pos, ring_at(log, log->issue_pos),
-                          a->size - log->issue_pos);
-        if (rc < 0)
-            goto fail;
-    }
+    log->wp_lo = log->wp_hi = a->size / log->page;
     if (a->alloc < a->size + log->config.prealloc_bytes) {
         uint64_t want = round_up(a->size + log->config.prealloc_bytes, 1u << 20);
         rc = loom_fallocate(a->fd, 0, 0, want, LOOM_NO_DEADLINE);
@@ -1660,6 +1897,11 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
             goto fail;
         }
     }
+    /* recovery's buffers go back: reads go through the cache from now on */
+    loom_iobuf_free(log->scratch);
+    loom_iobuf_free(log->window);
+    log->scratch = log->window = NULL;
+    log->win_seg = NULL;
     *out = log;
     return 0;
 fail:
@@ -1669,8 +1911,11 @@ fail:
     }
     if (log->dirfd >= 0)
         loom_close(log->dirfd);
-    loom_iobuf_free(log->wbuf);
+    loom_iobuf_free(log->scratch);
     loom_iobuf_free(log->window);
+    free(log->wpages);
+    if (log->cache_id)
+        tc_detach(log->cache, log->cache_id);
     free(log);
     return rc;
 }
@@ -1714,8 +1959,9 @@ int turbine_log_close(struct turbine_log *log)
         segment_free(s);
     }
     loom_close(log->dirfd);
-    loom_iobuf_free(log->wbuf);
-    loom_iobuf_free(log->window);
+    wpages_release(log, UINT64_MAX);
+    free(log->wpages);
+    tc_detach(log->cache, log->cache_id);
     loom_mutex_deinit(&log->append_mutex);
     free(log);
     return rc == -ESHUTDOWN ? 0 : rc;
