@@ -11,16 +11,21 @@
  *     checkpoint                          the log start offset (temp file, fsync, rename)
  * (byte layouts in docs/storage-format.md).
  *
- * Writes. Appended batches are copied into an aligned staging buffer and written with O_DIRECT
- * in whole blocks; the partly filled last block is written again, with more data, by the next
- * write. One write is in flight per log at a time, and it carries everything appended since the
- * previous one was submitted, so concurrent appends share writes (and flushes). Durability per
- * append (enum turbine_durability): NONE returns once the batch is queued; WRITTEN once the
- * O_DIRECT write covering it completed; FSYNC once an fdatasync submitted after that write
- * completed has completed (group commit: one flush for every append waiting at that moment).
- * A failed write or flush fails the log: every waiting and later append gets the error (a page
- * may be marked clean after a failed fsync, so nothing is retried and acknowledged); reads of
- * what was durable continue. At most max_unflushed_bytes are ever written but not flushed.
+ * Writes. Appended batches are copied into pages of the core's page cache (turbine/cache.h)
+ * and written from there with O_DIRECT in whole blocks; the partly filled last block is written
+ * again, with more data, by the next write. Several writes are in flight per log (never two for
+ * the same block), and each carries everything appended since the one before, so concurrent
+ * appends share writes (and flushes). Durability per append (enum turbine_durability): NONE
+ * returns once the batch is queued; WRITTEN once the O_DIRECT writes covering it completed;
+ * FSYNC once an fdatasync submitted after that completed has completed (group commit: one flush
+ * for every append waiting at that moment). A failed write or flush fails the log: every
+ * waiting and later append gets the error (a page may be marked clean after a failed fsync, so
+ * nothing is retried and acknowledged); reads of what was durable continue. At most
+ * max_unflushed_bytes are ever written but not flushed.
+ *
+ * Reads. Written data is read through the same cache: the pages appended into stay there for
+ * readers that follow the tail, older data is read in whole pages. turbine_log_read copies;
+ * turbine_log_read_view lends the cache's pages (no copy).
  *
  * Recovery (turbine_log_open). Sealed segments are trusted with their index files (rebuilt by
  * a scan when missing or damaged). The last segment is scanned batch by batch; the first
@@ -58,8 +63,9 @@ struct turbine_log_config {
     uint64_t prealloc_bytes;       /* fallocate this far ahead of the write position (32 MiB) */
     uint64_t max_unflushed_bytes;  /* never more written but not flushed (16 MiB; at least
                                     * write_buffer_bytes): the recovery window */
-    size_t write_buffer_bytes;     /* the staging buffer, from loom's IO buffers (1 MiB): the
-                                    * largest batch the log accepts is a quarter of it */
+    size_t write_buffer_bytes;     /* at most this much appended and not yet written (1 MiB),
+                                    * in cache pages: the largest batch the log accepts is a
+                                    * quarter of it. The cache must hold twice this, and more. */
     int32_t leader_epoch;          /* stamped into every batch */
     int64_t retention_ms;          /* delete segments whose newest batch is older (0: keep) */
     uint64_t retention_bytes;      /* delete the oldest segments beyond this size (0: keep) */
@@ -72,7 +78,8 @@ struct turbine_log;
 
 /* Opens (creating if needed) the log in config->dir and recovers it. Returns 0 and *out, or
  * -errno: -EUCLEAN for damaged flushed data (logged with segment and position), -ENOMEM when
- * loom's IO buffers cannot hold the staging buffer, file system errors as they come.
+ * loom's IO buffers cannot hold recovery's buffer (write_buffer_bytes) or there is no cache,
+ * -EINVAL when the core's cache is too small for write_buffer_bytes, file system errors as they come.
  * Core: a fiber; the log belongs to this core. */
 TURBINE_API int turbine_log_open(const struct turbine_log_config *config, struct turbine_log **out);
 
