@@ -50,12 +50,13 @@
 #define WRITE_PIECES 8u
 #define PIECE_MIN    (8u * 1024u)
 #define WRITE_MAX    (512u * 1024u) /* one write record at most */
-#define FLIGHT_MAX   8u             /* write records in flight */
+#define FLIGHT_MAX   8u             /* write records in flight, at most */
 #define PAGE_MIN     (64u * 1024u)  /* the cache's smallest page */
 /* pieces of one record (at most WRITE_MAX plus a block): WRITE_PIECES full ones, one ending at
  * each page boundary inside it, and the last */
 #define REC_PIECES (WRITE_PIECES + WRITE_MAX / PAGE_MIN + 2)
 #define PIECES_MAX (FLIGHT_MAX * REC_PIECES)
+#define RECS_MAX   PIECES_MAX /* pieces in flight, or done before the ones below them */
 #define MARKS      1024u /* appends whose end is not yet written */
 
 /* ---- structures ----------------------------------------------------------------------------- */
@@ -88,16 +89,17 @@ struct segment {
     bool mapped; /* index arrays in reserved address space (see index_reserve), not malloc */
 };
 
-/* A write record: [start, end) of the file, whole blocks; `covered` is the data end it carries
- * (end for full blocks, the data_end of its submission for a tail record). */
+/* A piece of a write in flight or done: [start, end) of the file, whole blocks; `covered` is the
+ * data end it carries (end for full blocks, the data_end of its submission for the piece that
+ * holds a partly filled last block: the tail). Pieces apply to written_end one by one, so an
+ * append is acknowledged as soon as the pieces under it are done, not its whole write. */
 struct wrec {
     uint64_t start, end, covered;
-    unsigned pending; /* pieces not completed */
     uint32_t seq;
     bool done, tail;
 };
 
-/* One request of a record. */
+/* The request of a piece. */
 struct piece {
     struct loom_io_req req; /* first: the completion's op is the piece */
     struct turbine_log *log;
@@ -145,7 +147,7 @@ struct turbine_log {
     bool t_pending;        /* tail_block filled while its tail record was in flight */
     uint64_t tail_block;   /* the block of the tail record in flight or last written */
     uint64_t tail_covered; /* data_end covered by the last completed tail record */
-    struct wrec recs[FLIGHT_MAX];
+    struct wrec recs[RECS_MAX]; /* sorted by start */
     unsigned nrecs;
     uint32_t rec_seq;
     struct piece pieces[PIECES_MAX];
@@ -647,24 +649,21 @@ static void wpages_release(struct turbine_log *log, uint64_t pos)
 
 static void piece_done(struct loom_op *op);
 
+/* Room for one more record. */
+static bool write_room(const struct turbine_log *log)
+{
+    return log->nrecs + REC_PIECES <= RECS_MAX && log->free_pieces >= REC_PIECES;
+}
+
 /* Submits record [start, end) carrying data up to `covered`, in pieces. */
 static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end, uint64_t covered,
                           bool tail)
 {
-    TURBINE_ASSERT(log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES);
+    TURBINE_ASSERT(write_room(log));
     TURBINE_ASSERT(start < end && start % log->align == 0 && end % log->align == 0);
+    TURBINE_ASSERT(covered > end - log->align && covered <= end);
     TURBINE_ASSERT(end - start <= WRITE_MAX + log->align && start / log->page >= log->wp_lo &&
                    (end - 1) / log->page < log->wp_hi);
-    /* sorted by start; a record for the same block as an older one goes after it */
-    unsigned i = log->nrecs;
-    while (i > 0 && log->recs[i - 1].start > start) {
-        log->recs[i] = log->recs[i - 1];
-        i--;
-    }
-    struct wrec *r = &log->recs[i];
-    log->nrecs++;
-    *r = (struct wrec){
-        .start = start, .end = end, .covered = covered, .seq = ++log->rec_seq, .tail = tail};
     uint64_t len = end - start;
     unsigned n = (unsigned)(len / PIECE_MIN);
     n = n < 1 ? 1 : n > WRITE_PIECES ? WRITE_PIECES : n;
@@ -676,12 +675,25 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         uint64_t page_left = log->page - at % log->page;
         if (stop - at > page_left)
             stop = at + page_left; /* the next page is elsewhere in memory */
+        bool last = stop == end;
         TURBINE_ASSERT(log->free_pieces > 0 && count < REC_PIECES);
+        /* sorted by start; a piece for the same block as an older one goes after it */
+        unsigned i = log->nrecs;
+        while (i > 0 && log->recs[i - 1].start > at) {
+            log->recs[i] = log->recs[i - 1];
+            i--;
+        }
+        log->nrecs++;
+        log->recs[i] = (struct wrec){.start = at,
+                                     .end = stop,
+                                     .covered = last ? covered : stop,
+                                     .seq = ++log->rec_seq,
+                                     .tail = last && tail};
         struct piece *p = log->free_stack[--log->free_pieces];
         TURBINE_ASSERT(!p->busy);
         p->busy = true;
         p->log = log;
-        p->seq = r->seq;
+        p->seq = log->rec_seq;
         memset(&p->req, 0, sizeof(p->req));
         p->req.kind = LOOM_IO_WRITE;
         p->req.fd = log->active->fd;
@@ -691,10 +703,9 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         p->req.op.fn = piece_done;
         p->req.op.data = p;
         batch[count++] = p;
-        r->pending++;
         at = stop;
     }
-    /* all pieces are counted before the first can complete */
+    /* all pieces are recorded before the first can complete */
     for (unsigned k = 0; k < count; k++)
         loom_io_start(&batch[k]->req);
 }
@@ -709,7 +720,7 @@ static void pump(struct turbine_log *log)
     uint64_t cap = round_down(log->synced_end + log->config.max_unflushed_bytes, A);
     uint64_t full_end = round_down(log->data_end, A);
     bool want_flush = false;
-    bool room = log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES;
+    bool room = write_room(log);
     if (log->t_pending && !log->tail_inflight && room) {
         if (log->tail_block + A <= cap) {
             submit_record(log, log->tail_block, log->tail_block + A, log->tail_block + A, false);
@@ -719,7 +730,7 @@ static void pump(struct turbine_log *log)
         }
     }
     for (;;) {
-        room = log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES;
+        room = write_room(log);
         if (log->issue_pos >= full_end || !room)
             break;
         uint64_t start = log->issue_pos;
@@ -748,7 +759,7 @@ static void pump(struct turbine_log *log)
         submit_record(log, start, end, end, false);
         log->issue_pos = end;
     }
-    room = log->nrecs < FLIGHT_MAX && log->free_pieces >= REC_PIECES;
+    room = write_room(log);
     if (log->data_end > full_end && !log->tail_inflight && !log->t_pending &&
         log->issue_pos == full_end && room &&
         !(log->tail_block == full_end && log->tail_covered == log->data_end)) {
@@ -819,9 +830,7 @@ static void piece_done(struct loom_op *op)
     for (unsigned i = 0; i < log->nrecs; i++)
         if (log->recs[i].seq == p->seq)
             r = &log->recs[i];
-    TURBINE_ASSERT(r != NULL && r->pending > 0);
-    if (--r->pending > 0)
-        return;
+    TURBINE_ASSERT(r != NULL && !r->done);
     r->done = true;
     if (r->tail) {
         log->tail_inflight = false;
