@@ -86,7 +86,7 @@ static int check_on_core(void *arg)
         CHECK_STREQ(t->name, e->present);
         CHECK_EQ(t->partitions, e->partitions);
         CHECK_EQ(t->id, e->id);
-        CHECK_EQ(t->settings.durability, TURBINE_DURABLE_FSYNC);
+        CHECK_EQ(t->settings.durability, e->durability ? e->durability : TURBINE_DURABLE_FSYNC);
     }
     if (e->absent)
         CHECK(turbine_routing_find(r, e->absent, strlen(e->absent)) == NULL);
@@ -339,6 +339,22 @@ static void check_damage(void)
         write_with_crc(dir, cases[i].body);
         expect_open_fails(dir, -EUCLEAN, cases[i].message);
     }
+
+    /* the example in docs/storage-format.md */
+    const char *example = "turbine-topics 1\n"
+                          "version 7 next_id 5 topics 2\n"
+                          "topic 4 clicks 8 86400000 10737418240 1073741824 written\n"
+                          "topic 1 orders 3 604800000 0 1073741824 fsync\n"
+                          "crc32c 7f8eea03\n";
+    write_raw(dir, example, strlen(example));
+    CHECK_EQ(turbine_topics_open(dir, &t, error, sizeof(error)), 0);
+    check_both_cores(&(struct expect){.version = 7,
+                                      .count = 2,
+                                      .present = "clicks",
+                                      .partitions = 8,
+                                      .id = 4,
+                                      .durability = TURBINE_DURABLE_WRITTEN});
+    turbine_topics_close(t);
 
     /* a stale temp file from a crash before the rename is removed; the registry stands */
     write_with_crc(dir, good);
