@@ -59,10 +59,11 @@ static struct turbine_topic_settings settings(void)
 struct expect {
     uint64_t version;
     uint32_t count;
-    const char *present; /* a topic that must be there, or NULL */
-    uint32_t partitions; /* of `present` */
-    uint64_t id;         /* of `present` */
-    const char *absent;  /* a topic that must not be, or NULL */
+    const char *present;                /* a topic that must be there, or NULL */
+    uint32_t partitions;                /* of `present` */
+    uint64_t id;                        /* of `present` */
+    const char *absent;                 /* a topic that must not be, or NULL */
+    enum turbine_durability durability; /* of `present`; NONE = the default, FSYNC */
 };
 
 static int check_on_core(void *arg)
