@@ -14,6 +14,7 @@ PACKAGES=(
     procps util-linux   # ps, taskset, script in tests
     libisal-dev         # CRC-32C (crc32_iscsi) for turbine RecordBatch v2
     librdkafka-dev      # reference RecordBatch bytes in turbine's batch_test
+    libinih-dev         # the broker's key = value config file (<ini.h>, pkg-config inih)
 )
 
 missing=()
