@@ -372,7 +372,7 @@ struct turbine_describe_topic {
     struct turbine_proto_iter partitions; /* turbine_describe_next_partition */
 };
 
-/* Partition, 46 bytes: partition i32, error u16, log_start_offset i64, high_watermark i64,
+/* Partition, 42 bytes: partition i32, error u16, log_start_offset i64, high_watermark i64,
  * log_end_offset i64, size_bytes i64, segment_count u32. */
 struct turbine_describe_partition {
     int32_t partition;
@@ -383,7 +383,7 @@ struct turbine_describe_partition {
     int64_t size_bytes;
     uint32_t segment_count;
 };
-#define TURBINE_PROTO_DESCRIBE_PARTITION_SIZE 46
+#define TURBINE_PROTO_DESCRIBE_PARTITION_SIZE 42
 
 TURBINE_API bool turbine_create_topics_next_topic(struct turbine_proto_iter *it,
                                                   struct turbine_create_topic *out);

@@ -505,6 +505,7 @@ typedef void (*write_fn)(struct turbine_proto_writer *w, const void *in);
 struct kind_info {
     uint16_t min_size; /* bytes of the smallest valid element: a count check before a walk */
     uint16_t child;    /* the kind of its nested array, or K_NONE */
+    bool fixed;        /* every element is min_size bytes */
     parse_fn parse;
     write_fn write;
 };
@@ -901,12 +902,12 @@ static void write_describe_partition(struct turbine_proto_writer *w, const void 
 #define TOPIC_MIN (NAME_MIN + 4)
 #define TOPIC(child)                                                                               \
     {                                                                                              \
-        TOPIC_MIN, child, parse_topic, write_topic                                                 \
+        TOPIC_MIN, child, false, parse_topic, write_topic                                          \
     }
 
 static const struct kind_info kinds[K_COUNT] = {
-    [K_API] = {TURBINE_PROTO_API_VERSIONS_SIZE, K_NONE, parse_api, write_api},
-    [K_NAME] = {NAME_MIN, K_NONE, parse_name, write_name},
+    [K_API] = {TURBINE_PROTO_API_VERSIONS_SIZE, K_NONE, true, parse_api, write_api},
+    [K_NAME] = {NAME_MIN, K_NONE, false, parse_name, write_name},
     [K_TOPIC_PRODUCE] = TOPIC(K_PRODUCE_PARTITION),
     [K_TOPIC_PRODUCE_RESULT] = TOPIC(K_PRODUCE_RESULT),
     [K_TOPIC_FETCH] = TOPIC(K_FETCH_PARTITION),
@@ -917,33 +918,34 @@ static const struct kind_info kinds[K_COUNT] = {
     [K_TOPIC_COMMIT_RESULT] = TOPIC(K_COMMIT_RESULT),
     [K_TOPIC_OFFSET_FETCH] = TOPIC(K_OFFSET_FETCH_PARTITION),
     [K_TOPIC_OFFSET_FETCH_RESULT] = TOPIC(K_OFFSET_FETCH_RESULT),
-    [K_PRODUCE_PARTITION] = {8, K_NONE, parse_produce_partition, write_produce_partition},
-    [K_PRODUCE_RESULT] = {TURBINE_PROTO_PRODUCE_RESULT_SIZE, K_NONE, parse_produce_result,
+    [K_PRODUCE_PARTITION] = {8, K_NONE, false, parse_produce_partition, write_produce_partition},
+    [K_PRODUCE_RESULT] = {TURBINE_PROTO_PRODUCE_RESULT_SIZE, K_NONE, true, parse_produce_result,
                           write_produce_result},
-    [K_FETCH_PARTITION] = {TURBINE_PROTO_FETCH_PARTITION_SIZE, K_NONE, parse_fetch_partition,
+    [K_FETCH_PARTITION] = {TURBINE_PROTO_FETCH_PARTITION_SIZE, K_NONE, true, parse_fetch_partition,
                            write_fetch_partition},
-    [K_FETCH_RESULT] = {TURBINE_PROTO_FETCH_RESULT_FIXED_SIZE, K_NONE, parse_fetch_result,
+    [K_FETCH_RESULT] = {TURBINE_PROTO_FETCH_RESULT_FIXED_SIZE, K_NONE, false, parse_fetch_result,
                         write_fetch_result},
-    [K_LIST_OFFSETS_PARTITION] = {TURBINE_PROTO_LIST_OFFSETS_PARTITION_SIZE, K_NONE,
+    [K_LIST_OFFSETS_PARTITION] = {TURBINE_PROTO_LIST_OFFSETS_PARTITION_SIZE, K_NONE, true,
                                   parse_list_partition, write_list_partition},
-    [K_LIST_OFFSETS_RESULT] = {TURBINE_PROTO_LIST_OFFSETS_RESULT_SIZE, K_NONE, parse_list_result,
-                               write_list_result},
-    [K_COMMIT_PARTITION] = {14, K_NONE, parse_commit_partition, write_commit_partition},
-    [K_COMMIT_RESULT] = {TURBINE_PROTO_OFFSET_COMMIT_RESULT_SIZE, K_NONE, parse_commit_result,
+    [K_LIST_OFFSETS_RESULT] = {TURBINE_PROTO_LIST_OFFSETS_RESULT_SIZE, K_NONE, true,
+                               parse_list_result, write_list_result},
+    [K_COMMIT_PARTITION] = {14, K_NONE, false, parse_commit_partition, write_commit_partition},
+    [K_COMMIT_RESULT] = {TURBINE_PROTO_OFFSET_COMMIT_RESULT_SIZE, K_NONE, true, parse_commit_result,
                          write_commit_result},
-    [K_OFFSET_FETCH_PARTITION] = {TURBINE_PROTO_OFFSET_FETCH_PARTITION_SIZE, K_NONE,
+    [K_OFFSET_FETCH_PARTITION] = {TURBINE_PROTO_OFFSET_FETCH_PARTITION_SIZE, K_NONE, true,
                                   parse_offset_fetch_partition, write_offset_fetch_partition},
-    [K_OFFSET_FETCH_RESULT] = {16, K_NONE, parse_offset_fetch_result, write_offset_fetch_result},
-    [K_METADATA_TOPIC] = {2 + TOPIC_MIN, K_METADATA_PARTITION, parse_metadata_topic,
+    [K_OFFSET_FETCH_RESULT] = {16, K_NONE, false, parse_offset_fetch_result,
+                               write_offset_fetch_result},
+    [K_METADATA_TOPIC] = {2 + TOPIC_MIN, K_METADATA_PARTITION, false, parse_metadata_topic,
                           write_metadata_topic},
-    [K_METADATA_PARTITION] = {TURBINE_PROTO_METADATA_PARTITION_SIZE, K_NONE,
+    [K_METADATA_PARTITION] = {TURBINE_PROTO_METADATA_PARTITION_SIZE, K_NONE, true,
                               parse_metadata_partition, write_metadata_partition},
-    [K_CREATE_TOPIC] = {NAME_MIN + 4 + TURBINE_PROTO_TOPIC_CONFIG_SIZE, K_NONE, parse_create_topic,
-                        write_create_topic},
-    [K_TOPIC_RESULT] = {NAME_MIN + 2, K_NONE, parse_topic_result, write_topic_result},
+    [K_CREATE_TOPIC] = {NAME_MIN + 4 + TURBINE_PROTO_TOPIC_CONFIG_SIZE, K_NONE, false,
+                        parse_create_topic, write_create_topic},
+    [K_TOPIC_RESULT] = {NAME_MIN + 2, K_NONE, false, parse_topic_result, write_topic_result},
     [K_DESCRIBE_TOPIC] = {2 + NAME_MIN + TURBINE_PROTO_TOPIC_CONFIG_SIZE + 4, K_DESCRIBE_PARTITION,
-                          parse_describe_topic, write_describe_topic},
-    [K_DESCRIBE_PARTITION] = {TURBINE_PROTO_DESCRIBE_PARTITION_SIZE, K_NONE,
+                          false, parse_describe_topic, write_describe_topic},
+    [K_DESCRIBE_PARTITION] = {TURBINE_PROTO_DESCRIBE_PARTITION_SIZE, K_NONE, true,
                               parse_describe_partition, write_describe_partition},
 };
 
@@ -1245,7 +1247,10 @@ static void add(struct turbine_proto_writer *w, uint16_t kind, const void *in, u
     uint16_t expected = level_expect(w);
     TURBINE_ASSERT(expected == kind); /* an add out of order, or more than the count said */
     w->levels[w->depth - 1].remaining--;
+    size_t before = w->used;
     kinds[kind].write(w, in);
+    /* Fixed-size elements are exactly the size the decoder's count check assumes. */
+    TURBINE_ASSERT(!kinds[kind].fixed || w->used - before == kinds[kind].min_size);
     if (kinds[kind].child != K_NONE)
         level_push(w, kinds[kind].child, child_count);
 }
