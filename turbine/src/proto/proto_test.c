@@ -238,7 +238,8 @@ static size_t raw_request(uint8_t *out, uint16_t api, uint16_t version, uint16_t
     put_prefix(out + 8, 0xC0FFEE);
     out[12] = (uint8_t)(flags >> 8);
     out[13] = (uint8_t)flags;
-    memcpy(out + 14, body, body_size);
+    if (body_size > 0)
+        memcpy(out + 14, body, body_size);
     return 14 + body_size;
 }
 
