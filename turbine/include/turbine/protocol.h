@@ -732,8 +732,9 @@ TURBINE_API int64_t turbine_error_response_encode(struct turbine_proto_writer *w
                                                   enum turbine_error error);
 
 /* Begins: each writes the header and the head fields of `head` (its *_count fields say how many
- * elements will be added; iterators in `head` are ignored). Responses are begun with error
- * NONE, except HANDSHAKE's, whose error is given. */
+ * elements will be added; iterators in `head` are ignored). Requests carry this codec's
+ * version of the API (turbine_proto_versions(); 0 for all today). Responses are begun with
+ * error NONE, except HANDSHAKE's, whose error is given. */
 TURBINE_API void turbine_handshake_request_begin(struct turbine_proto_writer *w, uint32_t corr,
                                                  const struct turbine_handshake_request *head);
 TURBINE_API void turbine_handshake_response_begin(struct turbine_proto_writer *w, uint32_t corr,
