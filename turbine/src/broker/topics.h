@@ -24,13 +24,13 @@
 
 #include "broker/config.h"
 #include "turbine/log.h"
+#include "turbine/protocol.h"
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
-#define TURBINE_TOPIC_NAME_MAX 249   /* bytes, as Kafka */
-#define TURBINE_TOPICS_MAX     16384 /* topics in the registry */
+#define TURBINE_TOPICS_MAX 16384 /* topics in the registry */
 /* partitions per topic: TURBINE_PARTITIONS_MAX (config.h) */
 
 /* What a topic keeps of its own; new topics take them from the broker config's defaults. */
@@ -45,9 +45,8 @@ struct turbine_topic_settings {
 void turbine_topic_settings_from_config(struct turbine_topic_settings *settings,
                                         const struct turbine_broker_config *config);
 
-/* True for 1..249 bytes of [A-Za-z0-9._-], other than "." and "..". `name` need not be
- * NUL-terminated. */
-bool turbine_topic_name_valid(const char *name, size_t len);
+/* Topic names are checked with turbine_topic_name_valid() from turbine/protocol.h (1..249
+ * bytes of [A-Za-z0-9._-], other than "." and ".."), the same check the protocol decoder makes. */
 
 /* FNV-1a, 32 bits (offset basis 2166136261, prime 16777619) over the name's bytes: stable
  * across versions, machines and core counts. fnv1a32("") = 0x811c9dc5,

@@ -57,7 +57,7 @@
 #define REC_PIECES (WRITE_PIECES + WRITE_MAX / PAGE_MIN + 2)
 #define PIECES_MAX (FLIGHT_MAX * REC_PIECES)
 #define RECS_MAX   PIECES_MAX /* pieces in flight, or done before the ones below them */
-#define MARKS      1024u /* appends whose end is not yet written */
+#define MARKS      1024u      /* appends whose end is not yet written */
 
 /* ---- structures ----------------------------------------------------------------------------- */
 
@@ -142,11 +142,11 @@ struct turbine_log {
     uint64_t wp_lo, wp_hi; /* page indexes [wp_lo, wp_hi) of the active segment pinned */
     char *scratch;         /* a batch buffer for recovery (wcap bytes), while opening */
     uint64_t data_end, written_end, synced_end;
-    uint64_t issue_pos;    /* full blocks below are submitted */
-    bool tail_inflight;    /* a tail record for tail_block is in flight */
-    bool t_pending;        /* tail_block filled while its tail record was in flight */
-    uint64_t tail_block;   /* the block of the tail record in flight or last written */
-    uint64_t tail_covered; /* data_end covered by the last completed tail record */
+    uint64_t issue_pos;         /* full blocks below are submitted */
+    bool tail_inflight;         /* a tail record for tail_block is in flight */
+    bool t_pending;             /* tail_block filled while its tail record was in flight */
+    uint64_t tail_block;        /* the block of the tail record in flight or last written */
+    uint64_t tail_covered;      /* data_end covered by the last completed tail record */
     struct wrec recs[RECS_MAX]; /* sorted by start */
     unsigned nrecs;
     uint32_t rec_seq;

@@ -11,8 +11,14 @@
  *   log_append_fsync_64   MB/s  64 fibers appending 4 KiB batches with FSYNC: group commit
  *   log_read_cold         MB/s  a reopened log read from the start with turbine_log_read (1 MiB
  *                               per call), vs fio O_DIRECT sequential 64 KiB reads at depth 1
- *   log_read_hot          MB/s  the last 32 MiB read right after they were appended (the log
- *                               has no page cache yet: these reads go to the device too)
+ *   log_read_hot          MB/s  the last 32 MiB read with turbine_log_read right after they
+ *                               were appended (from the page cache), vs memcpy of as many bytes
+ *                               between two buffers of the same sizes, best of 3 (baseline=memcpy)
+ *   log_read_hot_view     MB/s  the same bytes lent with turbine_log_read_view (no copy; each
+ *                               view's bytes are summed, 8 bytes per 64, so they are touched)
+ *   log_lookup            1/s   reads of one batch at random offsets of the hot 32 MiB
+ *   log_append_16K_percore MB/s one log per core (2 cores), 8 appenders each, as
+ *                               log_append_16K, vs fio with one job per core (baseline=fio)
  * Medians of ROUNDS interleaved rounds. `--quick`: one short round. Data lives in
  * build/log_bench_data (removed at the end).
  */
@@ -263,7 +269,120 @@ static double read_through(struct turbine_log *log, int64_t from, uint64_t *byte
     return (double)bytes / ((double)(loom_clock_ns() - start) / 1e9) / 1e6;
 }
 
+/* Lends the log from `from` to its end in views of up to 1 MiB; returns MB/s. */
+static double lend_through(struct turbine_log *log, int64_t from)
+{
+    int64_t next = from, end = turbine_log_end_offset(log);
+    uint64_t bytes = 0, sum = 0;
+    int64_t start = loom_clock_ns();
+    while (next < end) {
+        struct turbine_view v;
+        turbine_view_init(&v);
+        ssize_t n = turbine_log_read_view(log, next, 1u << 20, end, &v);
+        if (n <= 0) {
+            fprintf(stderr, "log_bench: lend at %lld: %zd\n", (long long)next, n);
+            exit(1);
+        }
+        for (unsigned i = 0; i < v.count; i++) {
+            const uint64_t *w = v.iov[i].iov_base;
+            for (size_t k = 0; k + 8 <= v.iov[i].iov_len / 8; k += 8)
+                sum += w[k];
+        }
+        next = v.next_offset;
+        bytes += (uint64_t)n;
+        turbine_view_release(&v);
+    }
+    double secs = (double)(loom_clock_ns() - start) / 1e9;
+    if (sum == 42)
+        printf(" ");
+    return (double)bytes / secs / 1e6;
+}
+
+/* Reads one batch at random offsets in [from, end) for a second; returns reads per second. */
+static double lookups(struct turbine_log *log, int64_t from, int64_t end)
+{
+    static char buf[64 << 10];
+    uint64_t x = 0x9E3779B97F4A7C15ull, n = 0;
+    int64_t start = loom_clock_ns(), stop = start + LOOM_NS_PER_S / 2;
+    while (loom_clock_ns() < stop) {
+        for (int i = 0; i < 256; i++) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            int64_t o = from + (int64_t)(x % (uint64_t)(end - from));
+            if (turbine_log_read(log, o, buf, sizeof(buf), 1, end) <= 0) {
+                fprintf(stderr, "log_bench: lookup of %lld failed\n", (long long)o);
+                exit(1);
+            }
+            n++;
+        }
+    }
+    return (double)n / ((double)(loom_clock_ns() - start) / 1e9);
+}
+
+/* memcpy of `bytes` in 1 MiB calls from a 32 MiB source (as the hot reads copy); MB/s. */
+static double memcpy_rate(uint64_t bytes)
+{
+    static char *src, *dst;
+    if (!src) {
+        src = malloc(32u << 20);
+        dst = malloc(2u << 20);
+        memset(src, 1, 32u << 20);
+        memset(dst, 0, 2u << 20);
+    }
+    double best = 0;
+    for (int pass = 0; pass < 3; pass++) { /* the best of three: a neighbour's burst is not ours */
+        int64_t start = loom_clock_ns();
+        for (uint64_t done = 0; done < bytes; done += 1u << 20)
+            memcpy(dst, src + done % (32u << 20), 1u << 20);
+        double secs = (double)(loom_clock_ns() - start) / 1e9;
+        if ((double)bytes / secs / 1e6 > best)
+            best = (double)bytes / secs / 1e6;
+    }
+    if (dst[5] == 42)
+        printf(" ");
+    return best;
+}
+
+/* ---- one log per core -------------------------------------------------------------------------
+ */
+
+struct percore {
+    const void *batch;
+    size_t size;
+    double mbps[2];
+};
+
+static int percore_main(void *arg)
+{
+    struct percore *pc = arg;
+    unsigned core = loom_core_id();
+    char dir[600];
+    snprintf(dir, sizeof(dir), "%s.core%u", log_dir, core);
+    struct turbine_log_config c;
+    turbine_log_config_init(&c);
+    c.dir = dir;
+    c.segment_bytes = 256u << 20;
+    c.write_buffer_bytes = 4u << 20;
+    struct turbine_log *log;
+    int rc = turbine_log_open(&c, &log);
+    if (rc < 0) {
+        fprintf(stderr, "log_bench: open %s: %s\n", dir, strerror(-rc));
+        return rc;
+    }
+    pc->mbps[core] =
+        run_appenders(log, 8, pc->batch, pc->size, TURBINE_DURABLE_WRITTEN, NULL, 0, NULL);
+    turbine_log_close(log);
+    char cmd[700];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "log_bench: could not remove %s\n", dir);
+    return 0;
+}
+
 struct results {
+    double percore[8], fio_percore[8];
+    double hot_view[8], lookup[8], memcpy_hot[8];
     double append[8], fio_append[8];
     double p50[8], p99[8], fio_p50[8], fio_p99[8];
     double fsync64[8];
@@ -280,6 +399,29 @@ static int bench_main(void *arg)
     size_t lat_cap = 1u << 20;
     int64_t *lat = malloc(lat_cap * sizeof(*lat));
     for (int r = 0; r < rounds; r++) {
+        if (loom_core_count() >= 2) {
+            /* one log per core, both cores at once; then fio with one job per core */
+            struct percore pc = {.batch = batch16, .size = size16};
+            if (loom_invoke_on_all(percore_main, &pc, LOOM_NO_DEADLINE) < 0)
+                exit(1);
+            res.percore[r] = pc.mbps[0] + pc.mbps[1];
+            const char *fio_pc[] = {"--ioengine=io_uring",
+                                    "--rw=write",
+                                    "--bs=16k",
+                                    "--iodepth=8",
+                                    "--numjobs=2",
+                                    "--cpus_allowed=0,1",
+                                    "--cpus_allowed_policy=split",
+                                    "--group_reporting",
+                                    NULL};
+            char *pjson = fio_run(fio_pc);
+            double pv = -1;
+            if (!pjson || !json_find(pjson, "write", NULL, "bw_bytes", &pv))
+                fprintf(stderr, "log_bench: fio (write, 2 jobs) failed\n");
+            res.fio_percore[r] = pv / 1e6;
+            free(pjson);
+            unlink(fio_file);
+        }
         /* appends, WRITTEN, 8 fibers */
         remove_log_dir();
         struct turbine_log *log = open_log();
@@ -294,7 +436,11 @@ static int bench_main(void *arg)
         /* hot reads: the last 32 MiB */
         int64_t end = turbine_log_end_offset(log);
         int64_t back = (int64_t)((32u << 20) / size16) * 16;
-        res.hot[r] = read_through(log, end > back ? end - back : 0, NULL);
+        uint64_t hot_bytes;
+        res.hot[r] = read_through(log, end > back ? end - back : 0, &hot_bytes);
+        res.hot_view[r] = lend_through(log, end > back ? end - back : 0);
+        res.lookup[r] = lookups(log, end > back ? end - back : 0, end);
+        res.memcpy_hot[r] = memcpy_rate(hot_bytes);
         turbine_log_close(log);
         /* cold reads: reopened */
         log = open_log();
@@ -346,6 +492,10 @@ static int bench_main(void *arg)
                "(fio %.0f / %.0f), fsync x64 %.0f MB/s, read cold %.0f MB/s (fio %.0f), hot %.0f\n",
                r + 1, res.append[r], res.fio_append[r], res.p50[r], res.p99[r], res.fio_p50[r],
                res.fio_p99[r], res.fsync64[r], res.cold[r], res.fio_cold[r], res.hot[r]);
+        printf("log_bench: round %d: per core %.0f MB/s (fio %.0f), hot lent %.0f MB/s, memcpy "
+               "%.0f MB/s, lookups %.0f/s\n",
+               r + 1, res.percore[r], res.fio_percore[r], res.hot_view[r], res.memcpy_hot[r],
+               res.lookup[r]);
         fflush(stdout);
     }
     free(lat);
@@ -374,8 +524,9 @@ int main(int argc, char **argv)
     snprintf(log_dir, sizeof(log_dir), "%s/log", data_dir);
     struct loom_config config;
     loom_config_init(&config);
-    config.smp = 1;
-    snprintf(config.cpuset, sizeof(config.cpuset), "0");
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    config.smp = cpus >= 2 ? 2 : 1; /* core 0 runs everything but the per-core appends */
+    snprintf(config.cpuset, sizeof(config.cpuset), cpus >= 2 ? "0,1" : "0");
     config.memory_bytes = 512u << 20;
     config.io_buffer_bytes = 16u << 20;
     config.stall_ns = 0; /* fio runs while the reactor waits for it */
@@ -392,7 +543,13 @@ int main(int argc, char **argv)
     bench_report("log_append_fsync_p50", p50, "us", "fio_fdatasync_p50", fp50, res.p50, rounds);
     bench_report("log_append_fsync_64", MEDIAN(fsync64), "MB/s", NULL, 0, res.fsync64, rounds);
     bench_report("log_read_cold", MEDIAN(cold), "MB/s", "fio", MEDIAN(fio_cold), res.cold, rounds);
-    bench_report("log_read_hot", MEDIAN(hot), "MB/s", NULL, 0, res.hot, rounds);
+    bench_report("log_read_hot", MEDIAN(hot), "MB/s", "memcpy", MEDIAN(memcpy_hot), res.hot,
+                 rounds);
+    bench_report("log_read_hot_view", MEDIAN(hot_view), "MB/s", NULL, 0, res.hot_view, rounds);
+    bench_report("log_lookup", MEDIAN(lookup), "1/s", NULL, 0, res.lookup, rounds);
+    if (res.percore[0] > 0)
+        bench_report("log_append_16K_percore", MEDIAN(percore), "MB/s", "fio", MEDIAN(fio_percore),
+                     res.percore, rounds);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
     if (system(cmd) != 0)

@@ -9,6 +9,7 @@
  */
 #include <errno.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -58,6 +59,32 @@ void turbine_cache_config_init(struct turbine_cache_config *config)
     config->page_bytes = (size_t)64 << 10;
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 */
+#endif
+#define HUGE_PAGE ((size_t)2 << 20)
+
+/* The cache's memory, faulted in now: a first touch costs ~17 us per 4 KiB page under nested
+ * virtualisation (280 ms for 64 MiB), which would otherwise land on the first appends and reads.
+ * Transparent huge pages are asked for (aligned to 2 MiB) to make that one fault per 2 MiB. */
+static char *map_pages(size_t bytes)
+{
+    size_t len = bytes + HUGE_PAGE;
+    char *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (raw == MAP_FAILED)
+        return MAP_FAILED;
+    char *mem = (char *)(((uintptr_t)raw + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (mem > raw)
+        munmap(raw, (size_t)(mem - raw));
+    size_t tail = (size_t)(raw + len - (mem + bytes));
+    if (tail > 0)
+        munmap(mem + bytes, tail);
+    (void)madvise(mem, bytes, MADV_HUGEPAGE);
+    if (madvise(mem, bytes, MADV_POPULATE_WRITE) != 0)
+        memset(mem, 0, bytes);
+    return mem;
+}
+
 static int cache_make(const struct turbine_cache_config *config, bool lazy)
 {
     if (!loom_on_reactor())
@@ -80,7 +107,7 @@ static int cache_make(const struct turbine_cache_config *config, bool lazy)
     while (nb < 2 * c->npages)
         nb <<= 1;
     c->bucket_mask = nb - 1;
-    c->mem = mmap(NULL, c->mem_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    c->mem = map_pages(c->mem_bytes);
     c->pages = calloc(n, sizeof(*c->pages));
     c->buckets = malloc(nb * sizeof(*c->buckets));
     c->free_stack = malloc(n * sizeof(*c->free_stack));
