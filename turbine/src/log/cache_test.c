@@ -4,7 +4,8 @@
  * tail is served from the pages it was appended into (hits, no misses), cold reads load pages
  * and later hit, CLOCK evicts within the budget but never a pinned page, readers are refused
  * beyond their share and recover after releases, a view taken on one core is released from
- * another, and a default cache is made on first use and freed after the last log and view.
+ * another, a default cache is made on first use and freed after the last log and view, and a
+ * segment deleted by retention while a reader waits for one of its pages stays open for it.
  *
  * LOOM_TEST_TAGS: tsan timeout=120
  */
@@ -315,12 +316,73 @@ static void test_remote_release(void)
     CHECK_EQ(turbine_cache_stats_get(&s), -ENOENT);
 }
 
+/* ---- retention while a reader waits for a page of the segment it deletes ------------------- */
+
+struct slow_reader {
+    struct turbine_log *log;
+    ssize_t n;
+    int64_t first;
+};
+
+static int slow_reader_main(void *arg)
+{
+    struct slow_reader *r = arg;
+    static char buf[1 << 20];
+    r->n = turbine_log_read(r->log, 0, buf, sizeof(buf), 1, 1 << 20);
+    if (r->n > 0) {
+        struct turbine_batch_info info;
+        CHECK_EQ(turbine_batch_validate(buf, (size_t)r->n, &info), TURBINE_BATCH_OK);
+        r->first = info.header.base_offset;
+    }
+    return 0;
+}
+
+static void test_retention_during_read(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    c.segment_bytes = 256 * 1024;
+    c.retention_bytes = 1; /* when applied: everything but the active segment goes */
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    fill(log, 40, 20000); /* about 800 KB: four segments */
+    CHECK_EQ(turbine_log_close(log), 0);
+    CHECK_EQ(turbine_log_open(&c, &log), 0); /* nothing cached */
+    /* every read from now on starts 100 ms late */
+    struct loom_fault_rule rule = {.kinds = 1u << LOOM_IO_READ,
+                                   .probability = 1.0,
+                                   .action = LOOM_FAULT_DELAY,
+                                   .delay_ns = 100 * 1000 * 1000};
+    struct loom_fault_config fc = {.seed = 1, .rules = &rule, .rule_count = 1};
+    CHECK_EQ(loom_fault_enable(&fc), 0);
+    struct slow_reader r = {.log = log};
+    struct loom_fiber *f;
+    struct loom_fiber_attr attr = {.name = "slow reader", .joinable = true};
+    CHECK_EQ(loom_spawn(&f, slow_reader_main, &r, &attr), 0);
+    loom_sleep(10 * 1000 * 1000); /* the reader waits for page 0 of the first segment */
+    CHECK_EQ(loom_fault_fired(), 1u);
+    CHECK_EQ(r.n, 0);
+    /* the segment goes (its files are unlinked) while its page is being read */
+    loom_fault_disable();
+    CHECK_EQ(turbine_log_apply_retention(log, 0), 3);
+    CHECK_EQ(loom_fiber_join(f, LOOM_NO_DEADLINE, NULL), 0);
+    /* the read began before the deletion: it got the deleted segment's first batch, intact */
+    CHECK_GT(r.n, 0);
+    CHECK_EQ(r.first, 0);
+    static char buf[1 << 20];
+    CHECK_EQ(turbine_log_read(log, 0, buf, sizeof(buf), 1, 1 << 20), -ERANGE);
+    CHECK_GT(turbine_log_read(log, turbine_log_start_offset(log), buf, sizeof(buf), 1, 1 << 20), 0);
+    CHECK_EQ(turbine_log_close(log), 0);
+}
+
 static int test_main(void *arg)
 {
     (void)arg;
     test_lend_and_hit();
     test_evict_and_pins();
     test_remote_release();
+    test_retention_during_read();
     return 0;
 }
 

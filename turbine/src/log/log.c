@@ -86,7 +86,9 @@ struct segment {
     uint32_t index_count, index_cap;
     struct time_entry *tindex;
     uint32_t tindex_count, tindex_cap;
-    bool mapped; /* index arrays in reserved address space (see index_reserve), not malloc */
+    bool mapped;   /* index arrays in reserved address space (see index_reserve), not malloc */
+    unsigned refs; /* readers inside it (a read may wait for the file) */
+    bool deleted;  /* removed by retention while read: freed by its last reader */
 };
 
 /* A piece of a write in flight or done: [start, end) of the file, whole blocks; `covered` is the
@@ -400,6 +402,18 @@ static void segment_free(struct segment *s)
         loom_close(s->fd);
     index_release(s);
     free(s);
+}
+
+static void segment_ref(struct segment *s)
+{
+    s->refs++;
+}
+
+static void segment_unref(struct segment *s)
+{
+    TURBINE_ASSERT(s->refs > 0);
+    if (--s->refs == 0 && s->deleted)
+        segment_free(s);
 }
 
 /* Writes the index files of a sealed segment (plain buffered writes: they can be rebuilt). */
@@ -1149,7 +1163,10 @@ static void cursor_end(struct cursor *c)
 {
     if (c->page)
         tc_unpin(c->log->cache, c->page);
+    if (c->seg)
+        segment_unref(c->seg);
     c->page = NULL;
+    c->seg = NULL;
 }
 
 /* The bytes at pos of s in a pinned page, *avail of them; NULL and *err on failure (-ENOBUFS
@@ -1160,10 +1177,14 @@ static const char *cursor_at(struct cursor *c, struct segment *s, uint64_t pos, 
     struct turbine_log *log = c->log;
     uint32_t index = (uint32_t)(pos / log->page);
     if (!c->page || c->seg != s || c->page->index != index) {
+        /* the segment stays while the page may be read from its file */
+        segment_ref(s);
         struct tc_page *p =
             tc_get(log->cache, log->cache_id, s->base_offset, index, s->fd, true, err);
-        if (!p)
+        if (!p) {
+            segment_unref(s);
             return NULL;
+        }
         cursor_end(c);
         c->page = p;
         c->seg = s;
@@ -1459,7 +1480,10 @@ int turbine_log_apply_retention(struct turbine_log *log, int64_t now_ms)
                 log_msg("warning", log, "removing %s: %s", name, strerror(-urc));
         }
         total -= s->size;
-        segment_free(s);
+        /* a reader waiting for a page of it keeps the file open until it is done */
+        s->deleted = true;
+        if (s->refs == 0)
+            segment_free(s);
         log->stats.segments--;
         log->stats.deleted++;
         deleted++;
@@ -1965,6 +1989,7 @@ int turbine_log_close(struct turbine_log *log)
     loom_mutex_unlock(&log->append_mutex);
     for (struct segment *s = log->first, *next; s; s = next) {
         next = s->next;
+        TURBINE_ASSERT(s->refs == 0); /* no read may run into a close */
         segment_free(s);
     }
     loom_close(log->dirfd);

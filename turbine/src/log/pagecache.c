@@ -20,9 +20,9 @@
 
 enum tc_state {
     TC_FREE = 0, /* on the free stack, no name */
-    TC_LOADING,  /* named, being read from the file by the fiber that pinned it first */
-    TC_VALID,    /* named, bytes [0, valid) are the file's */
-    TC_DEAD,     /* its log or segment went while it was pinned: freed at the last unpin */
+    TC_VALID,    /* named, bytes [0, valid) are the file's (once `loading` is false) */
+    TC_DEAD,     /* no name: its log or segment went, or its read failed, while it was pinned;
+                  * freed at the last unpin */
 };
 
 struct tc_wait {
@@ -255,6 +255,7 @@ static void make_free(struct turbine_cache *c, struct tc_page *p)
     TURBINE_ASSERT(p->pins == 0 && p->log_id == 0 && !p->waiters);
     p->state = TC_FREE;
     p->ref = false;
+    p->loading = false;
     p->valid = 0;
     p->error = 0;
     c->free_stack[c->nfree++] = (uint32_t)(p - c->pages);
@@ -305,7 +306,7 @@ static void forget_where(struct turbine_cache *c, uint32_t log_id, bool all, int
         struct tc_page *p = &c->pages[i];
         if (p->log_id != log_id || (!all && p->seg != seg))
             continue;
-        TURBINE_ASSERT(p->state != TC_LOADING || p->pins > 0);
+        TURBINE_ASSERT(!p->loading || p->pins > 0);
         unname(c, p);
         if (p->pins > 0) {
             p->state = TC_DEAD;
@@ -356,7 +357,7 @@ void tc_unpin(struct turbine_cache *c, struct tc_page *p)
 /* Waits for the load of p (pinned by the caller) to end. */
 static int wait_loaded(struct tc_page *p)
 {
-    while (p->state == TC_LOADING) {
+    while (p->loading) {
         struct tc_wait w;
         loom_baton_init(&w.baton);
         w.next = p->waiters;
@@ -367,22 +368,25 @@ static int wait_loaded(struct tc_page *p)
     return p->error;
 }
 
-/* Reads p (named, pinned, LOADING) from the file. */
+/* Reads p (named, pinned, loading) from the file. Its log or segment may go meanwhile (the
+ * page is then DEAD, but what was read is still the file's for the readers that wait). */
 static int load(struct turbine_cache *c, struct tc_page *p, int fd)
 {
-    TURBINE_ASSERT(p->state == TC_LOADING && p->pins > 0);
+    TURBINE_ASSERT(p->loading && p->state == TC_VALID && p->pins > 0);
     ssize_t n = loom_read(fd, p->data, c->page_bytes, (uint64_t)p->index * c->page_bytes, 0,
                           LOOM_NO_DEADLINE);
     int rc = n < 0 ? (int)n : 0;
+    p->loading = false;
     if (rc == 0) {
         p->valid = (uint32_t)n;
-        p->state = TC_VALID;
     } else {
         /* the name goes now (a later lookup reads again); the page when its pins go */
         c->stats.load_errors++;
         p->error = rc;
-        p->state = TC_DEAD;
-        unname(c, p);
+        if (p->state == TC_VALID) {
+            p->state = TC_DEAD;
+            unname(c, p);
+        }
     }
     while (p->waiters) {
         struct tc_wait *w = p->waiters;
@@ -425,7 +429,8 @@ struct tc_page *tc_get(struct turbine_cache *c, uint32_t log_id, int64_t seg, ui
     }
     c->stats.misses++;
     name(c, p, log_id, seg, index);
-    p->state = TC_LOADING;
+    p->state = TC_VALID;
+    p->loading = true;
     tc_pin(c, p);
     int rc = load(c, p, fd);
     if (rc < 0) {
@@ -456,8 +461,9 @@ struct tc_page *tc_get_write(struct turbine_cache *c, uint32_t log_id, int64_t s
         if (p) {
             name(c, p, log_id, seg, index);
             tc_pin(c, p);
+            p->state = TC_VALID;
             if (load_it) {
-                p->state = TC_LOADING;
+                p->loading = true;
                 int rc = load(c, p, fd);
                 if (rc < 0) {
                     tc_unpin(c, p);
@@ -466,7 +472,6 @@ struct tc_page *tc_get_write(struct turbine_cache *c, uint32_t log_id, int64_t s
                 }
             } else {
                 memset(p->data, 0, c->page_bytes);
-                p->state = TC_VALID;
             }
             p->valid = (uint32_t)c->page_bytes;
             return p;

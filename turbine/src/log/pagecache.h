@@ -22,6 +22,7 @@ struct tc_page {
     int32_t hnext;           /* hash chain */
     uint8_t state;           /* enum tc_state in pagecache.c */
     bool ref;                /* read since the clock hand passed */
+    bool loading;            /* being read from the file by the fiber that pinned it first */
     int error;               /* the load failed with this */
     struct tc_wait *waiters; /* fibers waiting for the load */
 };
