@@ -4,7 +4,7 @@
 #   make test          release + asan (+ tsan for cross-thread tests) builds, then every test
 #   make test-valgrind the unit tests under valgrind memcheck
 #   make bench         benchmarks (release), bench: lines + JSON under build/bench/
-#   make run           the main job (for now: the loom demo and a benchmark summary)
+#   make run           the main job: the broker (build/release/turbine broker) in the foreground
 #   make format / check-format / clean
 #
 # Sources are found by name: loom/src/*.c (minus *_test.c, *_bench.c) make libloom; every
@@ -194,16 +194,27 @@ vpath %_test.c $(TURBINE_DIRS)
 vpath %_bench.c $(TURBINE_DIRS)
 vpath %_fuzz.c $(TURBINE_DIRS)
 
+# The turbine command (turbine/cmd/*.c, outside turbine/src so it is not in libturbine.a): built
+# with make, make tests (the broker tests spawn it) and make run.
+TURBINE_CMD_SRCS := $(wildcard turbine/cmd/*.c)
+TURBINE_CMD_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(TURBINE_CMD_SRCS))
+TURBINE_BIN := $(BUILD)/turbine
+
 .PHONY: fuzz turbine soak
 all: turbine
 lib: $(LIBTURBINE_A)
-tests: $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS)
+tests: $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BIN)
 benches: $(TURBINE_BENCHES)
 checkheaders: $(TURBINE_HEADER_CHECKS)
-turbine: $(LIBTURBINE_A) $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BENCHES)
+turbine: $(LIBTURBINE_A) $(TURBINE_BIN) $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BENCHES)
 fuzz: $(TURBINE_FUZZERS)
 
-$(TURBINE_OBJS): ALL_CFLAGS += $(TURBINE_CFLAGS)
+$(TURBINE_OBJS) $(TURBINE_CMD_OBJS): ALL_CFLAGS += $(TURBINE_CFLAGS)
+
+$(TURBINE_BIN): $(TURBINE_CMD_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $(TURBINE_CMD_OBJS) $(LIBTURBINE_A) \
+	    $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)
 
 $(LIBTURBINE_A): $(TURBINE_OBJS)
 	@mkdir -p $(dir $@)
@@ -268,7 +279,7 @@ bench: $(DEPS_STAMP)
 	@scripts/bench.sh
 
 run: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release examples benches
+	@$(MAKE) --no-print-directory MODE=release build/release/turbine
 	@scripts/run.sh
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)

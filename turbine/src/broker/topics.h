@@ -24,6 +24,7 @@
 
 #include "broker/config.h"
 #include "turbine/log.h"
+#include "turbine/protocol.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -45,9 +46,8 @@ struct turbine_topic_settings {
 void turbine_topic_settings_from_config(struct turbine_topic_settings *settings,
                                         const struct turbine_broker_config *config);
 
-/* True for 1..249 bytes of [A-Za-z0-9._-], other than "." and "..". `name` need not be
- * NUL-terminated. */
-bool turbine_topic_name_valid(const char *name, size_t len);
+/* Topic names: turbine_topic_name_valid() of turbine/protocol.h (one definition for the codec
+ * and the registry): 1..249 bytes of [A-Za-z0-9._-], other than "." and "..". */
 
 /* FNV-1a, 32 bits (offset basis 2166136261, prime 16777619) over the name's bytes: stable
  * across versions, machines and core counts. fnv1a32("") = 0x811c9dc5,
