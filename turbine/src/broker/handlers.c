@@ -56,7 +56,8 @@ static void scatter(void *first, size_t count, size_t stride)
     if (count == 0)
         return;
     if (count == 1) {
-        call_run(first);
+        if (((struct call *)first)->fn != NULL)
+            call_run(first);
         return;
     }
     struct loom_waitgroup wg;
