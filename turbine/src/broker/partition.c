@@ -27,6 +27,7 @@ struct turbine__partition {
     uint32_t partition;
     struct turbine_log *log; /* NULL until opened */
     unsigned users;          /* turbine__partition_get() holds */
+    unsigned open_waiters;   /* fibers queued behind the open: later ones queue too (order) */
     bool closing;
     bool watcher_running;
     struct turbine__waiter *waiters; /* long polls, unordered */
@@ -187,8 +188,12 @@ int turbine__partition_get(const struct turbine_topic_entry *topic, uint32_t p,
     if (part->closing)
         return -ESHUTDOWN;
     part->users++;
-    if (part->log == NULL) {
+    /* While the log opens, requests queue in arrival order; one that came later must not
+     * overtake them once the log is open (pipelined produces append in request order). */
+    if (part->log == NULL || part->open_waiters > 0) {
+        part->open_waiters++;
         loom_mutex_lock(&pc->open_lock, LOOM_NO_DEADLINE);
+        part->open_waiters--;
         int rc = 0;
         if (part->log == NULL && !part->closing)
             rc = open_log(topic, p, &part->log);
