@@ -77,16 +77,25 @@ static void record_ack(uint32_t corr, const struct turbine_response *resp, uint3
     struct turbine_produce_result r;
     CHECK(turbine_proto_next_topic(&pr.topics, &t));
     CHECK(turbine_produce_next_result(&t.partitions, &r));
-    if (r.error != TURBINE_ERR_NONE)
+    if (r.error != TURBINE_ERR_NONE) {
+        fprintf(stderr, "  seed %" PRIu64 ": %s\n", seeds[i], turbine_error_name(r.error));
         return; /* not acknowledged (e.g. SHUTTING_DOWN): may or may not be there */
+    }
     int32_t p = parts[i];
     CHECK_LT(acked_count[p], ACKED_MAX);
-    if (acked_count[p] > 0 && r.base_offset <= acked[p][acked_count[p] - 1].offset)
+    if (acked_count[p] > 0 && r.base_offset <= acked[p][acked_count[p] - 1].offset) {
+        for (size_t k = acked_count[p] > 6 ? acked_count[p] - 6 : 0; k < acked_count[p]; k++)
+            fprintf(stderr, "  acked seed %" PRIu64 " (%d records) at %" PRId64 "\n",
+                    acked[p][k].seed, 1 + (int)(acked[p][k].seed % 5), acked[p][k].offset);
+        for (size_t k = 0; k < pending; k++)
+            fprintf(stderr, "  request %zu: corr %u seed %" PRIu64 " partition %d\n", k, corrs[k],
+                    seeds[k], parts[k]);
         test_fail_(__FILE__, __LINE__,
                    "partition %d: request %zu (seed %" PRIu64 ") acknowledged at %" PRId64
                    " after seed %" PRIu64 " at %" PRId64,
                    p, i, seeds[i], r.base_offset, acked[p][acked_count[p] - 1].seed,
                    acked[p][acked_count[p] - 1].offset);
+    }
     acked[p][acked_count[p]++] = (struct acked){.offset = r.base_offset, .seed = seeds[i]};
 }
 
