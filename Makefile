@@ -4,7 +4,7 @@
 #   make test          release + asan (+ tsan for cross-thread tests) builds, then every test
 #   make test-valgrind the unit tests under valgrind memcheck
 #   make bench         benchmarks (release), bench: lines + JSON under build/bench/
-#   make run           the main job (for now: the loom demo and a benchmark summary)
+#   make run           the main job: the broker (build/release/turbine broker) in the foreground
 #   make format / check-format / clean
 #
 # Sources are found by name: loom/src/*.c (minus *_test.c, *_bench.c) make libloom; every
@@ -194,16 +194,27 @@ vpath %_test.c $(TURBINE_DIRS)
 vpath %_bench.c $(TURBINE_DIRS)
 vpath %_fuzz.c $(TURBINE_DIRS)
 
+# The turbine command (turbine/cmd/*.c, outside turbine/src so it is not in libturbine.a): built
+# with make, make tests (the broker tests spawn it) and make run.
+TURBINE_CMD_SRCS := $(wildcard turbine/cmd/*.c)
+TURBINE_CMD_OBJS := $(patsubst %,$(BUILD)/obj/%.o,$(TURBINE_CMD_SRCS))
+TURBINE_BIN := $(BUILD)/turbine
+
 .PHONY: fuzz turbine soak
 all: turbine
 lib: $(LIBTURBINE_A)
-tests: $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS)
+tests: $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BIN)
 benches: $(TURBINE_BENCHES)
 checkheaders: $(TURBINE_HEADER_CHECKS)
-turbine: $(LIBTURBINE_A) $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BENCHES)
+turbine: $(LIBTURBINE_A) $(TURBINE_BIN) $(TURBINE_TESTS) $(TURBINE_FUZZ_REPLAYS) $(TURBINE_BENCHES)
 fuzz: $(TURBINE_FUZZERS)
 
-$(TURBINE_OBJS): ALL_CFLAGS += $(TURBINE_CFLAGS)
+$(TURBINE_OBJS) $(TURBINE_CMD_OBJS): ALL_CFLAGS += $(TURBINE_CFLAGS)
+
+$(TURBINE_BIN): $(TURBINE_CMD_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_LDFLAGS) -o $@ $(TURBINE_CMD_OBJS) $(LIBTURBINE_A) \
+	    $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)
 
 $(LIBTURBINE_A): $(TURBINE_OBJS)
 	@mkdir -p $(dir $@)
@@ -241,11 +252,12 @@ $(TURBINE_HEADER_CHECKS): $(BUILD)/checkheaders/turbine/%.ok: turbine/include/tu
 	@mkdir -p $(dir $@)
 	@echo '#include "turbine/$*.h"' | $(CC) -std=gnu17 -Wall -Wextra -Werror -Iturbine/include \
 	    -Iloom/include -x c -fsyntax-only - && touch $@
-# make soak: the storage crash tests at length (release; not part of make test).
+# make soak: the storage and broker crash tests at length (release; not part of make test).
 soak: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release build/release/test/crash_test \
-	    build/release/test/simcrash_test
+	    build/release/test/simcrash_test build/release/test/broker_crash_test build/release/turbine
 	@start=$$(date +%s); CRASH_CYCLES=5000 build/release/test/crash_test && \
+	    BROKER_CRASH_CYCLES=1000 build/release/test/broker_crash_test && \
 	    SIMCRASH_BASE=random SIMCRASH_SEEDS=10000 build/release/test/simcrash_test 2>/dev/null && \
 	    echo "soak: passed in $$(( $$(date +%s) - start )) s" || \
 	    { echo "soak: FAILED after $$(( $$(date +%s) - start )) s"; exit 1; }
@@ -268,7 +280,7 @@ bench: $(DEPS_STAMP)
 	@scripts/bench.sh
 
 run: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release examples benches
+	@$(MAKE) --no-print-directory MODE=release build/release/turbine
 	@scripts/run.sh
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
