@@ -362,8 +362,10 @@ static int produce(struct turbine_producer *p, const struct turbine_produce_reco
         b->bytes += (uint64_t)encoded;
         p->buffered_bytes += (uint64_t)encoded;
         p->outstanding++;
-        if (p->config.linger_ms == 0 || b->builder.capacity - b->builder.used < 64)
-            tc_broadcast(c); /* ready now: wake the IO loop */
+        /* A new batch gives the IO loop a linger deadline; a full one is ready now. */
+        if (b->count == 1 || p->config.linger_ms == 0 ||
+            b->builder.capacity - b->builder.used < 64)
+            tc_broadcast(c);
     }
     tc_unlock(c);
     return rc < 0 ? rc : partition;
