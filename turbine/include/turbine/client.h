@@ -32,7 +32,7 @@ extern "C" {
 /* ---- errors ------------------------------------------------------------------------------- */
 
 /* A broker's error code as a client result: -(1000 + code). -errno values stay below 1000. */
-#define TURBINE_CLIENT_ERR_BASE 1000
+#define TURBINE_CLIENT_ERR_BASE  1000
 #define TURBINE_CLIENT_ERR(code) (-(TURBINE_CLIENT_ERR_BASE + (int)(code)))
 
 /* The enum turbine_error inside result `rc`, or TURBINE_ERR_NONE when `rc` is not one (>= 0
@@ -153,16 +153,16 @@ enum turbine_partitioner_null_key {
 
 /* Start from turbine_producer_config_default(). */
 struct turbine_producer_config {
-    int16_t acks;                 /* TURBINE_ACKS_ALL (-1), TURBINE_ACKS_LEADER (1) or 0 */
-    int32_t linger_ms;            /* 5: a batch waits at most this for more records */
-    uint32_t batch_bytes;         /* 16384: a batch is sent once it holds this much */
-    uint64_t buffer_bytes;        /* 32 MiB: records accepted and not yet delivered */
-    int32_t retries;              /* 5: sends of a batch after the first on retriable errors */
-    int32_t retry_backoff_ms;     /* 100: a partition waits this before a retry */
-    int32_t delivery_timeout_ms;  /* 30000: a record fails once this old (-ETIMEDOUT) */
-    int32_t broker_timeout_ms;    /* 10000: PRODUCE timeout_ms, the broker's wait for acks */
-    uint32_t max_in_flight;       /* 5: batches per partition in flight when retries == 0;
-                                     with retries > 0 it is 1, so order is kept */
+    int16_t acks;                /* TURBINE_ACKS_ALL (-1), TURBINE_ACKS_LEADER (1) or 0 */
+    int32_t linger_ms;           /* 5: a batch waits at most this for more records */
+    uint32_t batch_bytes;        /* 16384: a batch is sent once it holds this much */
+    uint64_t buffer_bytes;       /* 32 MiB: records accepted and not yet delivered */
+    int32_t retries;             /* 5: sends of a batch after the first on retriable errors */
+    int32_t retry_backoff_ms;    /* 100: a partition waits this before a retry */
+    int32_t delivery_timeout_ms; /* 30000: a record fails once this old (-ETIMEDOUT) */
+    int32_t broker_timeout_ms;   /* 10000: PRODUCE timeout_ms, the broker's wait for acks */
+    uint32_t max_in_flight;      /* 5: batches per partition in flight when retries == 0;
+                                    with retries > 0 it is 1, so order is kept */
     enum turbine_partitioner_null_key null_key;
 };
 
@@ -217,8 +217,8 @@ typedef void (*turbine_delivery_fn)(const struct turbine_delivery *delivery, voi
  * -EMSGSIZE (larger than the broker's frame), TURBINE_CLIENT_ERR(UNKNOWN_TOPIC), ... (no
  * callback runs when it fails). */
 TURBINE_API int turbine_produce(struct turbine_producer *producer,
-                                const struct turbine_produce_record *record,
-                                turbine_delivery_fn fn, void *arg);
+                                const struct turbine_produce_record *record, turbine_delivery_fn fn,
+                                void *arg);
 
 /* A caller-owned future of one record: pass it to turbine_produce_future(), then wait. Keep it
  * alive and unmoved until turbine_future_wait() returned (or until the producer is destroyed).
@@ -246,8 +246,7 @@ TURBINE_API int turbine_producer_flush(struct turbine_producer *producer, int32_
 /* Murmur2 as Kafka's Utils.murmur2 (seed 0x9747b28c), and the partition Kafka's default
  * partitioner gives a key: (murmur2(key) & 0x7fffffff) % partitions. */
 TURBINE_API int32_t turbine_murmur2(const void *data, size_t size);
-TURBINE_API int32_t turbine_partition_for_key(const void *key, size_t key_size,
-                                              int32_t partitions);
+TURBINE_API int32_t turbine_partition_for_key(const void *key, size_t key_size, int32_t partitions);
 
 /* ---- consumer ----------------------------------------------------------------------------- */
 
@@ -296,9 +295,8 @@ TURBINE_API int turbine_consumer_unassign(struct turbine_consumer *consumer, con
  * the new position or an error (-ENOENT: not assigned). */
 TURBINE_API int64_t turbine_consumer_seek(struct turbine_consumer *consumer, const char *topic,
                                           int32_t partition, int64_t offset);
-TURBINE_API int64_t turbine_consumer_seek_time(struct turbine_consumer *consumer,
-                                               const char *topic, int32_t partition,
-                                               int64_t timestamp);
+TURBINE_API int64_t turbine_consumer_seek_time(struct turbine_consumer *consumer, const char *topic,
+                                               int32_t partition, int64_t timestamp);
 
 /* The next offset poll will return for topic/partition, or -ENOENT. */
 TURBINE_API int64_t turbine_consumer_position(struct turbine_consumer *consumer, const char *topic,
@@ -337,14 +335,14 @@ TURBINE_API int turbine_consumer_poll(struct turbine_consumer *consumer,
 TURBINE_API int turbine_consumer_commit(struct turbine_consumer *consumer);
 
 /* Commits `offset` (the next offset to consume) with `metadata` (NULL = "") for one partition. */
-TURBINE_API int turbine_consumer_commit_offset(struct turbine_consumer *consumer,
-                                               const char *topic, int32_t partition,
-                                               int64_t offset, const char *metadata);
+TURBINE_API int turbine_consumer_commit_offset(struct turbine_consumer *consumer, const char *topic,
+                                               int32_t partition, int64_t offset,
+                                               const char *metadata);
 
 /* The group's committed offset of topic/partition (OFFSET_FETCH): >= 0, -1 when none, or an
  * error. */
-TURBINE_API int64_t turbine_consumer_committed(struct turbine_consumer *consumer,
-                                               const char *topic, int32_t partition);
+TURBINE_API int64_t turbine_consumer_committed(struct turbine_consumer *consumer, const char *topic,
+                                               int32_t partition);
 
 #ifdef __cplusplus
 }

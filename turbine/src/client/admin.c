@@ -108,9 +108,8 @@ static void create_encode(struct turbine_proto_writer *w, void *ctx)
     struct names *n = ctx;
     struct turbine_create_topics_request head = {.timeout_ms = n->timeout_ms, .topic_count = 1};
     turbine_create_topics_request_begin(w, 0, &head);
-    struct turbine_create_topic t = {.name = n->name,
-                                     .name_size = (uint16_t)strlen(n->name),
-                                     .partitions = n->partitions};
+    struct turbine_create_topic t = {
+        .name = n->name, .name_size = (uint16_t)strlen(n->name), .partitions = n->partitions};
     if (n->config) {
         t.config = *n->config;
     } else {

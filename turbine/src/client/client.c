@@ -336,9 +336,9 @@ static int config_copy(struct turbine_client *c, const struct turbine_client_con
     const char *id = k->client_id ? k->client_id : "libturbine";
     if (strlen(host) >= sizeof(c->host) || strlen(id) >= sizeof(c->client_id))
         return -EINVAL;
-    if (k->connect_timeout_ms <= 0 || k->request_timeout_ms <= 0 ||
-        k->reconnect_backoff_ms <= 0 || k->reconnect_backoff_max_ms < k->reconnect_backoff_ms ||
-        k->max_in_flight == 0 || k->port == 0)
+    if (k->connect_timeout_ms <= 0 || k->request_timeout_ms <= 0 || k->reconnect_backoff_ms <= 0 ||
+        k->reconnect_backoff_max_ms < k->reconnect_backoff_ms || k->max_in_flight == 0 ||
+        k->port == 0)
         return -EINVAL;
     strcpy(c->host, host);
     strcpy(c->client_id, id);

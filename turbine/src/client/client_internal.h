@@ -30,8 +30,7 @@ struct turbine_client;
 
 /* Completion of a request, under the client lock. rc 0 with the response frame (malloc'd,
  * ownership passes to fn; NULL for a request without response), or rc < 0 (no frame). */
-typedef void (*tc_req_fn)(struct turbine_client *c, void *ctx, int rc, uint8_t *frame,
-                          size_t size);
+typedef void (*tc_req_fn)(struct turbine_client *c, void *ctx, int rc, uint8_t *frame, size_t size);
 
 #define TC_REQ_NO_RESPONSE 1u /* PRODUCE with acks 0: done once written */
 #define TC_REQ_RESEND      2u /* safe to send again on a new connection (reads, commits) */
@@ -119,6 +118,7 @@ struct turbine_client {
     int16_t versions[TURBINE_API_COUNT];
     struct tc_queue queue;    /* waiting to be sent, in order */
     struct tc_queue inflight; /* sent (or being sent), in order: responses come in this order */
+    struct tc_req *sending;   /* being sent: completed by the reader but freed by the sender */
     uint8_t *rx;
     size_t rx_used, rx_cap;
 

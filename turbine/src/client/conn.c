@@ -70,7 +70,9 @@ static void req_complete(struct turbine_client *c, struct tc_req *r, int rc, uin
     if (rc == -ETIMEDOUT)
         c->stats.timeouts++;
     r->fn(c, r->ctx, rc, frame, size);
-    tc_req_free(r);
+    r->fn = NULL;
+    if (r != c->sending) /* else send_one() frees it when its send returns */
+        tc_req_free(r);
 }
 
 /* ---- deliveries --------------------------------------------------------------------------- */
@@ -129,8 +131,7 @@ static void handshake_encode(struct turbine_proto_writer *w, void *ctx)
         turbine_handshake_add_api(w, &ours[i]);
 }
 
-static void handshake_done(struct turbine_client *c, void *ctx, int rc, uint8_t *frame,
-                           size_t size)
+static void handshake_done(struct turbine_client *c, void *ctx, int rc, uint8_t *frame, size_t size)
 {
     if (rc < 0)
         return; /* the connection is being dropped; it tells why */
@@ -158,8 +159,7 @@ static void handshake_done(struct turbine_client *c, void *ctx, int rc, uint8_t 
 
 /* ---- transport: thread mode (plain socket, reads through the IO pool) ---------------------- */
 
-static int sockaddr_of(const struct turbine_client *c, struct sockaddr_storage *ss,
-                       socklen_t *len)
+static int sockaddr_of(const struct turbine_client *c, struct sockaddr_storage *ss, socklen_t *len)
 {
     memset(ss, 0, sizeof(*ss));
     struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
@@ -249,12 +249,14 @@ static void read_callback(struct loom_iopool_req *req, int32_t res)
     }
 }
 
+/* Once the last byte is sent the response may arrive and the reader free `r`: nothing of
+ * `r` is read after the frame is complete (loom_sock_sendv is alike). */
 static ssize_t thread_send(struct turbine_client *c, struct tc_req *r)
 {
     struct iovec iov[64];
     int n = r->iov_count;
-    size_t done = 0;
-    while (done < r->size) {
+    size_t done = 0, total = r->size;
+    while (done < total) {
         /* Build the iovec of what is left (frames are rarely split). */
         size_t skip = done, k = 0;
         for (int i = 0; i < n && k < 64; i++) {
@@ -606,10 +608,18 @@ static void send_one(struct turbine_client *c, struct tc_req *r)
     bool respond = !(r->flags & TC_REQ_NO_RESPONSE);
     if (respond)
         queue_push(&c->inflight, r); /* before the first byte: the reader must know it */
+    c->sending = r;
     tc_unlock(c);
     ssize_t rc = transport_send(c, r);
     tc_lock(c);
+    c->sending = NULL;
     c->stats.requests_sent++;
+    if (r->fn == NULL) { /* answered (or failed) while we were still sending */
+        tc_req_free(r);
+        if (rc < 0)
+            conn_fail(c, (int)rc);
+        return;
+    }
     if (rc < 0) {
         if (!respond)
             queue_push_front(&c->queue, r);

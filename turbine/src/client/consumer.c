@@ -34,6 +34,7 @@ struct turbine_consumer {
     size_t count, cap;
     /* the response being walked */
     uint8_t *frame;
+    bool used_up; /* every record of `frame` walked */
     bool discard;
     struct turbine_fetch_response body;
     struct turbine_proto_topic topic;
@@ -90,6 +91,7 @@ static void walk_reset(struct turbine_consumer *k)
 {
     free(k->frame);
     k->frame = NULL;
+    k->used_up = false;
     k->discard = false;
     k->have_topic = false;
     k->cur = NULL;
@@ -216,8 +218,7 @@ static void offset_fetch_encode(struct turbine_proto_writer *w, void *ctx)
     turbine_offset_fetch_add_partition(w, &p);
 }
 
-int64_t turbine_consumer_committed(struct turbine_consumer *k, const char *topic,
-                                   int32_t partition)
+int64_t turbine_consumer_committed(struct turbine_consumer *k, const char *topic, int32_t partition)
 {
     if (!k->config.group || !topic || !turbine_topic_name_valid(topic, strlen(topic)))
         return -EINVAL;
@@ -314,8 +315,8 @@ int turbine_consumer_commit(struct turbine_consumer *k)
     return k->count ? commit(k, NULL) : 0;
 }
 
-int turbine_consumer_commit_offset(struct turbine_consumer *k, const char *topic,
-                                   int32_t partition, int64_t offset, const char *metadata)
+int turbine_consumer_commit_offset(struct turbine_consumer *k, const char *topic, int32_t partition,
+                                   int64_t offset, const char *metadata)
 {
     if (!topic || !turbine_topic_name_valid(topic, strlen(topic)) || offset < 0 ||
         (metadata && strlen(metadata) > UINT16_MAX))
@@ -409,8 +410,8 @@ int64_t turbine_consumer_seek(struct turbine_consumer *k, const char *topic, int
     return offset;
 }
 
-int64_t turbine_consumer_seek_time(struct turbine_consumer *k, const char *topic,
-                                   int32_t partition, int64_t timestamp)
+int64_t turbine_consumer_seek_time(struct turbine_consumer *k, const char *topic, int32_t partition,
+                                   int64_t timestamp)
 {
     if (!topic || timestamp < TURBINE_OFFSET_EARLIEST)
         return -EINVAL;
@@ -426,8 +427,7 @@ int64_t turbine_consumer_seek_time(struct turbine_consumer *k, const char *topic
     return offset;
 }
 
-int64_t turbine_consumer_position(struct turbine_consumer *k, const char *topic,
-                                  int32_t partition)
+int64_t turbine_consumer_position(struct turbine_consumer *k, const char *topic, int32_t partition)
 {
     struct tk_part *p = topic ? part_find(k, topic, partition) : NULL;
     return p ? p->position : -ENOENT;
@@ -435,9 +435,8 @@ int64_t turbine_consumer_position(struct turbine_consumer *k, const char *topic,
 
 void turbine_message_headers(const struct turbine_message *m, struct turbine_header_iter *iter)
 {
-    struct turbine_record r = {.headers = m->headers,
-                               .headers_size = m->headers_size,
-                               .headers_count = m->headers_count};
+    struct turbine_record r = {
+        .headers = m->headers, .headers_size = m->headers_size, .headers_count = m->headers_count};
     turbine_header_iter_init(iter, &r);
 }
 
@@ -579,7 +578,7 @@ static int next_batch(struct turbine_consumer *k)
 /* Hands out records of the current response into messages[*n ..). */
 static int drain(struct turbine_consumer *k, struct turbine_message *messages, int max, int *n)
 {
-    while (*n < max && k->frame) {
+    while (*n < max && k->frame && !k->used_up) {
         if (k->in_batch) {
             struct turbine_record r;
             if (turbine_record_iter_next(&k->it, &r)) {
@@ -615,8 +614,8 @@ static int drain(struct turbine_consumer *k, struct turbine_message *messages, i
             bool more;
             rc = next_partition(k, &more);
             if (!more) {
-                free(k->frame);
-                k->frame = NULL;
+                k->used_up = true; /* freed by the next poll: messages point into it */
+                return rc;
             }
         }
         if (rc < 0)
@@ -630,7 +629,7 @@ int turbine_consumer_poll(struct turbine_consumer *k, struct turbine_message *me
 {
     if (k->count == 0 || max <= 0)
         return -EINVAL;
-    if (k->discard || k->frame == NULL)
+    if (k->discard || k->used_up)
         walk_reset(k);
     int64_t deadline = tc_deadline_ms(timeout_ms < 0 ? 0 : timeout_ms);
     int n = 0;
@@ -644,6 +643,7 @@ int turbine_consumer_poll(struct turbine_consumer *k, struct turbine_message *me
             return 0;
         if (left_ms < 0)
             left_ms = 0;
+        walk_reset(k); /* nothing handed out from it in this call */
         rc = fetch(k, (int32_t)(left_ms < k->config.max_wait_ms ? left_ms : k->config.max_wait_ms));
         fetched = true;
         if (rc < 0 && !turbine_client_retriable(rc))

@@ -59,11 +59,11 @@ struct fake_broker {
     struct fb_committed committed[FB_OFFSETS];
     int ncommitted;
     /* faults (set by the test under mu) */
-    int fail_produce;           /* the next N produce partition results fail with ... */
+    int fail_produce;            /* the next N produce partition results fail with ... */
     uint16_t fail_produce_error; /* ... this error (nothing appended) */
-    int drop_at_request;        /* close the connection when request number N arrives */
-    bool silent;                /* read requests, answer none (HANDSHAKE excepted) */
-    int hold;                   /* answer only once this many requests are waiting */
+    int drop_at_request;         /* close the connection when request number N arrives */
+    bool silent;                 /* read requests, answer none (HANDSHAKE excepted) */
+    int hold;                    /* answer only once this many requests are waiting */
     /* counters */
     int connections;
     int requests;
@@ -193,8 +193,8 @@ static bool fb_produce(struct fake_broker *fb, struct turbine_proto_writer *w, u
         struct fb_topic *t = fb_topic(fb, topic.name, topic.name_size);
         while (turbine_produce_next_partition(&topic.partitions, &part)) {
             struct turbine_produce_result r = {.partition = part.partition, .base_offset = -1};
-            r.error = fb_append(fb, t, part.partition, part.records, part.records_size,
-                                &r.base_offset);
+            r.error =
+                fb_append(fb, t, part.partition, part.records, part.records_size, &r.base_offset);
             if (pr.acks != 0)
                 turbine_produce_add_result(w, &r);
         }
@@ -342,8 +342,8 @@ static void fb_offsets(struct fake_broker *fb, struct turbine_proto_writer *w, u
     const char *group = commit ? cr.group : fr.group;
     uint16_t group_size = commit ? cr.group_size : fr.group_size;
     struct turbine_proto_iter topics = commit ? cr.topics : fr.topics;
-    struct turbine_offsets_response head = {.topic_count = commit ? cr.topic_count
-                                                                  : fr.topic_count};
+    struct turbine_offsets_response head = {.topic_count =
+                                                commit ? cr.topic_count : fr.topic_count};
     turbine_offsets_response_begin(w, corr, req->header.api_key, &head);
     struct turbine_proto_topic topic;
     while (turbine_proto_next_topic(&topics, &topic)) {
@@ -381,8 +381,7 @@ static void fb_topics(struct fake_broker *fb, struct turbine_proto_writer *w, ui
         turbine_error_response_encode(w, corr, req->header.api_key, TURBINE_ERR_MALFORMED);
         return;
     }
-    struct turbine_topics_response head = {.topic_count = create ? cr.topic_count
-                                                                 : dr.topic_count};
+    struct turbine_topics_response head = {.topic_count = create ? cr.topic_count : dr.topic_count};
     turbine_topics_response_begin(w, corr, req->header.api_key, &head);
     struct turbine_create_topic ct;
     struct turbine_proto_name name;
@@ -412,9 +411,8 @@ static void fb_handshake(struct turbine_proto_writer *w, uint32_t corr,
     struct turbine_handshake_request hr;
     if (turbine_handshake_request_decode(req, &hr) != TURBINE_ERR_NONE)
         (*decode_errors)++;
-    struct turbine_handshake_response head = {.max_frame_bytes = 1 << 20,
-                                              .node_id = 1,
-                                              .api_count = TURBINE_API_COUNT};
+    struct turbine_handshake_response head = {
+        .max_frame_bytes = 1 << 20, .node_id = 1, .api_count = TURBINE_API_COUNT};
     turbine_handshake_response_begin(w, corr, TURBINE_ERR_NONE, &head);
     for (unsigned i = 0; i < TURBINE_API_COUNT; i++)
         turbine_handshake_add_api(w, &turbine_proto_versions()[i]);

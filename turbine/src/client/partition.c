@@ -20,8 +20,8 @@ int32_t turbine_murmur2(const void *data, size_t size)
     uint32_t words = length / 4;
     for (uint32_t i = 0; i < words; i++) {
         const uint8_t *w = p + i * 4;
-        uint32_t k = (uint32_t)w[0] | (uint32_t)w[1] << 8 | (uint32_t)w[2] << 16 |
-                     (uint32_t)w[3] << 24;
+        uint32_t k =
+            (uint32_t)w[0] | (uint32_t)w[1] << 8 | (uint32_t)w[2] << 16 | (uint32_t)w[3] << 24;
         k *= m;
         k ^= k >> r;
         k *= m;

@@ -363,8 +363,7 @@ static int produce(struct turbine_producer *p, const struct turbine_produce_reco
         p->buffered_bytes += (uint64_t)encoded;
         p->outstanding++;
         /* A new batch gives the IO loop a linger deadline; a full one is ready now. */
-        if (b->count == 1 || p->config.linger_ms == 0 ||
-            b->builder.capacity - b->builder.used < 64)
+        if (b->count == 1 || p->config.linger_ms == 0 || b->builder.capacity - b->builder.used < 64)
             tc_broadcast(c);
     }
     tc_unlock(c);
