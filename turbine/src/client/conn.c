@@ -647,8 +647,7 @@ static void io_loop(struct turbine_client *c)
         int64_t next = expire(c, now);
         if (c->conn_error)
             continue;
-        if (c->state == TC_READY)
-            tp_collect(c, now, &next);
+        tp_collect(c, now, &next);
         struct tc_req *r = next_send(c);
         if (r) {
             send_one(c, r);

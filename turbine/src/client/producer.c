@@ -157,6 +157,12 @@ static struct tp_batch *batch_new(struct turbine_producer *p, struct tp_topic *t
                                           .base_sequence = -1};
     int rc = turbine_batch_builder_init(&b->builder, buf, capacity, &params);
     TURBINE_ASSERT(rc == 0);
+    b->recs = malloc(16 * sizeof(*b->recs));
+    if (!b->recs) {
+        free(b), free(buf);
+        return NULL;
+    }
+    b->cap = 16;
     b->buf = buf;
     b->producer = p;
     b->topic = t;
@@ -276,17 +282,18 @@ static int64_t realtime_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int rec_push(struct tp_batch *b, const struct tp_rec *rec)
+/* Room for one more record entry in the open batch, before the record is appended (a new
+ * batch starts with room for 16). */
+static int rec_reserve(struct tp_batch *b)
 {
-    if (b->count == b->cap) {
-        int32_t cap = b->cap ? b->cap * 2 : 16;
+    if (b && b->count == b->cap) {
+        int32_t cap = b->cap * 2;
         struct tp_rec *recs = realloc(b->recs, (size_t)cap * sizeof(*recs));
         if (!recs)
             return -ENOMEM;
         b->recs = recs;
         b->cap = cap;
     }
-    b->recs[b->count++] = *rec;
     return 0;
 }
 
@@ -351,14 +358,15 @@ static int produce(struct turbine_producer *p, const struct turbine_produce_reco
         rc = -ENOBUFS;
     int32_t partition = rc == 0 ? choose_partition(p, t, rec) : -1;
     if (rc == 0)
+        rc = rec_reserve(t->parts[partition].open);
+    if (rc == 0)
         rc = append_record(p, t, partition, &in, encoded);
     if (rc == 0) {
         struct tp_batch *b = t->parts[partition].open;
-        struct tp_rec entry = {.fn = fn, .arg = arg, .future = future, .timestamp = in.timestamp};
-        rc = rec_push(b, &entry);
-        if (rc < 0) {
-            TURBINE_ASSERT(!"record entry allocation failed after the append");
-        }
+        TURBINE_ASSERT(b->count < b->cap);
+        b->recs[b->count++] =
+            (struct tp_rec){.fn = fn, .arg = arg, .future = future, .timestamp = in.timestamp};
+        TURBINE_ASSERT(b->count == b->builder.count);
         b->bytes += (uint64_t)encoded;
         p->buffered_bytes += (uint64_t)encoded;
         p->outstanding++;
@@ -512,12 +520,14 @@ static void produce_done(struct turbine_client *c, void *ctx, int rc, uint8_t *f
 
 /* Fails the partition's waiting batches older than delivery_timeout_ms (none in flight, so
  * the order of deliveries is kept). */
-static void expire_part(struct turbine_client *c, struct turbine_producer *p, struct tp_part *part,
-                        int64_t now)
+static void expire_part(struct turbine_client *c, struct turbine_producer *p, struct tp_topic *t,
+                        struct tp_part *part, int64_t now)
 {
     int64_t age = (int64_t)p->config.delivery_timeout_ms * TC_NS_PER_MS;
     if (part->in_flight > 0)
         return;
+    if (!part->head && part->open && part->open->created_ns + age <= now)
+        batch_close(t, part);
     while (part->head && part->head->created_ns + age <= now) {
         struct tp_batch *b = part->head;
         part->head = b->next;
@@ -573,7 +583,7 @@ static void producer_collect(struct turbine_client *c, struct turbine_producer *
             for (int32_t i = 0; i < t->partitions && pr->count < TP_REQUEST_BATCHES_MAX; i++) {
                 if (bytes >= c->max_frame / 2)
                     break;
-                expire_part(c, p, &t->parts[i], now);
+                expire_part(c, p, t, &t->parts[i], now);
                 struct tp_batch *b = part_take(p, t, &t->parts[i], now, next);
                 if (b) {
                     pr->batches[pr->count++] = b;
@@ -604,9 +614,20 @@ static void producer_collect(struct turbine_client *c, struct turbine_producer *
 
 void tp_collect(struct turbine_client *c, int64_t now, int64_t *next)
 {
-    for (struct turbine_producer *p = c->producers; p; p = p->next)
-        if (!p->closing)
+    for (struct turbine_producer *p = c->producers; p; p = p->next) {
+        if (p->closing)
+            continue;
+        if (c->state == TC_READY) {
             producer_collect(c, p, now, next);
+            continue;
+        }
+        /* Not connected: records still fail at their delivery timeout. */
+        for (struct tp_topic *t = p->topics; t; t = t->next)
+            for (int32_t i = 0; i < t->partitions; i++)
+                expire_part(c, p, t, &t->parts[i], now);
+        int64_t tick = now + 100 * TC_NS_PER_MS;
+        *next = tick < *next ? tick : *next;
+    }
 }
 
 /* ---- destroy ------------------------------------------------------------------------------ */
