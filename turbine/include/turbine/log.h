@@ -79,8 +79,8 @@ struct turbine_log;
 /* Opens (creating if needed) the log in config->dir and recovers it. Returns 0 and *out, or
  * -errno: -EUCLEAN for damaged flushed data (logged with segment and position), -ENOMEM when
  * loom's IO buffers cannot hold recovery's buffer (write_buffer_bytes) or there is no cache,
- * -EINVAL when the core's cache is too small for write_buffer_bytes, file system errors as they come.
- * Core: a fiber; the log belongs to this core. */
+ * -EINVAL when the core's cache is too small for write_buffer_bytes, file system errors as they
+ * come. Core: a fiber; the log belongs to this core. */
 TURBINE_API int turbine_log_open(const struct turbine_log_config *config, struct turbine_log **out);
 
 /* Waits for the appends in flight, writes the sealed index of the active segment, closes the
