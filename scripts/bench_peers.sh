@@ -10,10 +10,11 @@
 #   PEERS_RUNS=3 PEERS_SECONDS=5 PEERS_SIZE=1024 PEERS_INFLIGHT=256 PEERS_WARMUP=0.5
 #   PEERS_ONLY="redis nats turbine"             (the systems to run)
 #
-# Output: a "peer:" line per run (bench/peers/peer_load.h), then a table of medians; JSON records
-# build/bench/peers_SYSTEM_CONFIG_produce_1KB.json (the format of bench/benchlib.h, plus mb_s,
-# p50_us and p99_us). The "bench:" lines (turbine's figure, each peer as its baseline) are
-# printed only when turbine was measured. Exit status: 0 when every run that was attempted
+# Output: a "peer:" line per run (bench/peers/peer_load.h, plus the server's CPU time per
+# record), then a table of medians; JSON records build/bench/peers_SYSTEM_CONFIG_produce_1KB.json
+# (the format of bench/benchlib.h, plus mb_s, p50_us, p99_us and server_cpu_us_per_msg). The
+# "bench:" lines (turbine's figure, each peer as its baseline) are printed only when turbine
+# was measured. Exit status: 0 when every run that was attempted
 # succeeded, 1 otherwise, 2 when a load generator is missing.
 #
 # A system is a function system_NAME that calls measure() once per configuration; adding one
@@ -49,7 +50,7 @@ for prog in redis_load nats_load; do
 done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/turbine-peers.XXXXXX")
-results=$tmp/results # lines: KEY SYSTEM CONFIG msgs/s MB/s p50_us p99_us
+results=$tmp/results # lines: KEY SYSTEM CONFIG msgs/s MB/s p50_us p99_us RUNS srv_us_per_msg
 touch "$results"
 server_pid=
 failed=0
@@ -105,19 +106,33 @@ stop_server() {
     server_pid=
 }
 
+# The server's CPU time so far (user + system, all its threads) in microseconds.
+server_cpu_us() {
+    # the fields after "PID (COMM) ": utime is the 12th, stime the 13th, in clock ticks
+    sed 's/^.*) //' "/proc/$server_pid/stat" 2>/dev/null |
+        awk -v hz="$(getconf CLK_TCK)" '{ printf "%.0f\n", ($12 + $13) * 1e6 / hz }'
+}
+
 # Runs the load generator on CPU 1 against port $2: load PROG PORT CONFIG [EXTRA ARGS...]
-# Prints its "peer:" line and appends it to $tmp/runs.
+# Prints its "peer:" line plus srv_us_per_msg (the server's CPU time during the load, per
+# record acknowledged, warm-up included) and appends it to $tmp/runs.
 load() {
     local prog=$1 port=$2 config=$3
     shift 3
-    local line
+    local line status cpu_before cpu_after
+    cpu_before=$(server_cpu_us)
     line=$("${load_cpu[@]}" "$prog" --port "$port" --size "$size" --inflight "$inflight" \
         --duration "$seconds" --warmup "$warmup" --config "$config" "$@")
-    local status=$?
+    status=$?
+    cpu_after=$(server_cpu_us)
     if [ $status -ne 0 ] || [[ $line != peer:* ]]; then
         echo "bench_peers.sh: $(basename "$prog") $config failed (exit status $status)" >&2
         return 1
     fi
+    line=$(awk -v before="${cpu_before:-0}" -v after="${cpu_after:-0}" '{
+        for (i = 4; i <= NF; i++) if ($i ~ /^total=/) total = substr($i, 7)
+        printf "%s srv_us_per_msg=%.2f\n", $0, (total > 0 ? (after - before) / total : 0) }' \
+        <<<"$line")
     echo "$line"
     echo "$line" >>"$tmp/runs"
 }
@@ -168,9 +183,10 @@ measure() {
         }
         END {
             for (i = 1; i <= n; i++) { r[i] = v["msgs/s", i]; m[i] = v["MB/s", i]
-                                       p[i] = v["p50_us", i]; q[i] = v["p99_us", i] }
-            printf "%s %s %s %.0f %.2f %.1f %.1f %s\n", key, sys, config, median(r, n),
-                   median(m, n), median(p, n), median(q, n), all
+                                       p[i] = v["p50_us", i]; q[i] = v["p99_us", i]
+                                       c[i] = v["srv_us_per_msg", i] }
+            printf "%s %s %s %.0f %.2f %.1f %.1f %s %.2f\n", key, sys, config, median(r, n),
+                   median(m, n), median(p, n), median(q, n), all, median(c, n)
         }' "$tmp/runs" >>"$results"
 }
 
@@ -279,8 +295,9 @@ json() {
             done
             printf ']'
         fi
-        printf ',"mb_s":%s,"p50_us":%s,"p99_us":%s,"runs":[%s]}\n' "$(result "$key" 5)" \
-            "$(result "$key" 6)" "$(result "$key" 7)" "$(result "$key" 8)"
+        printf ',"mb_s":%s,"p50_us":%s,"p99_us":%s,"server_cpu_us_per_msg":%s,"runs":[%s]}\n' \
+            "$(result "$key" 5)" "$(result "$key" 6)" "$(result "$key" 7)" "$(result "$key" 9)" \
+            "$(result "$key" 8)"
     } >"build/bench/$name.json.tmp" && mv "build/bench/$name.json.tmp" "build/bench/$name.json"
 }
 
@@ -288,10 +305,11 @@ print_table() {
     echo
     echo "== peer comparison: produce ${size_label} records, $inflight in flight, medians of" \
         "$runs runs of ${seconds} s (servers on CPU 0, load on CPU 1)"
-    printf '%-10s %-14s %12s %10s %10s %10s  %s\n' system config msgs/s MB/s p50_us p99_us \
-        "runs (msgs/s)"
-    awk '{ printf "%-10s %-14s %12.0f %10.2f %10.1f %10.1f  %s\n", $2, $3, $4, $5, $6, $7, $8 }' \
-        "$results"
+    printf '%-8s %-13s %9s %8s %9s %9s %9s  %s\n' system config msgs/s MB/s p50_us p99_us \
+        srv_us/msg "runs (msgs/s)"
+    awk '{ printf "%-8s %-13s %9.0f %8.2f %9.1f %9.1f %9.2f  %s\n", $2, $3, $4, $5, $6, $7, $9,
+           $8 }' "$results"
+    echo "(srv_us/msg: the server's CPU time per record, user + system, from /proc/PID/stat)"
 }
 
 # The bench: lines, turbine's figure against each peer (ratio = turbine / peer), when both

@@ -41,6 +41,7 @@ static void ack_handler(jsCtx *js, natsMsg *msg, jsPubAck *pa, jsPubAckErr *pae,
     } else {
         uint64_t sent_at;
         memcpy(&sent_at, natsMsg_GetData(msg), sizeof(sent_at));
+        run->result.total++;
         if (sent_at >= run->warm_ns) {
             if (run->result.count == 0)
                 run->result.first_send_ns = sent_at;

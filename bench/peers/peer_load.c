@@ -116,9 +116,10 @@ void peer_load_report(const char *system, const struct peer_load_options *option
     double rate = (double)result->count / seconds;
     const struct turbine_histogram *h = &result->latency_ns;
     printf("peer: %s %s msgs/s=%.0f MB/s=%.2f p50_us=%.1f p90_us=%.1f p99_us=%.1f "
-           "p999_us=%.1f max_us=%.1f count=%llu seconds=%.3f\n",
+           "p999_us=%.1f max_us=%.1f count=%llu seconds=%.3f total=%llu\n",
            system, options->config, rate, rate * options->size / 1e6, us(h, 50), us(h, 90),
-           us(h, 99), us(h, 99.9), us(h, 100), (unsigned long long)result->count, seconds);
+           us(h, 99), us(h, 99.9), us(h, 100), (unsigned long long)result->count, seconds,
+           (unsigned long long)result->total);
     fflush(stdout);
 }
 

@@ -13,7 +13,9 @@
  *
  * The result, on stdout, one line (MB = 10^6 bytes of payload):
  *     peer: SYSTEM CONFIG msgs/s=F MB/s=F p50_us=F p90_us=F p99_us=F p999_us=F max_us=F
- *           count=N seconds=F
+ *           count=N seconds=F total=N
+ * (count: records counted, after the warm-up; total: every record acknowledged, warm-up
+ * included, so that a server's CPU time over its whole run can be divided by it.)
  * Exit 0 on success, 1 on any error (a refused record, a lost connection), 2 on bad usage.
  */
 #ifndef TURBINE_BENCH_PEER_LOAD_H
@@ -46,6 +48,7 @@ uint64_t peer_load_now_ns(void);
  * latencies (ns). */
 struct peer_load_result {
     uint64_t count;
+    uint64_t total;         /* every record acknowledged, warm-up included */
     uint64_t first_send_ns; /* the first counted record's send time */
     uint64_t last_ack_ns;   /* the last acknowledgement read */
     struct turbine_histogram latency_ns;

@@ -71,6 +71,7 @@ static void count_reply(struct run *run, uint64_t now)
 {
     uint64_t sent_at = run->send_ns[run->acked % run->options->inflight];
     run->acked++;
+    run->result.total++;
     if (sent_at < run->warm_ns)
         return;
     if (run->result.count == 0)
