@@ -4,6 +4,7 @@
 #   make test          release + asan (+ tsan for cross-thread tests) builds, then every test
 #   make test-valgrind the unit tests under valgrind memcheck
 #   make bench         benchmarks (release), bench: lines + JSON under build/bench/
+#   make bench-peers   produce throughput and latency against Redis Streams and NATS JetStream
 #   make run           the main job: the broker (build/release/turbine broker) in the foreground
 #   make format / check-format / clean
 #
@@ -163,6 +164,25 @@ $(BUILD)/bench/peers/%: bench/peers/%.c | $(DEPS_STAMP)
 $(ECHO_BENCH): bench/peers/echo_bench.c $(BENCHLIB_OBJS) | $(PEERS) $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< $(BENCHLIB_OBJS)
+
+# The produce comparison (make bench-peers, scripts/bench_peers.sh): load generators for Redis
+# Streams (hiredis) and NATS JetStream (libnats) sharing peer_load.c (options, result line) and
+# turbine's latency histogram, compiled in from source so they need no turbine library.
+PEER_LOADS := $(BUILD)/bench/peers/redis_load $(BUILD)/bench/peers/nats_load
+PEER_LOAD_COMMON := bench/peers/peer_load.c turbine/src/util/histogram.c
+PEER_LIBS_redis_load := -lhiredis
+PEER_LIBS_nats_load := -lnats
+benches: $(PEER_LOADS)
+
+$(PEER_LOADS): $(BUILD)/bench/peers/%: bench/peers/%.c $(PEER_LOAD_COMMON) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) -Iturbine/src -Ibench/peers $(ALL_LDFLAGS) -o $@ \
+	    $< $(PEER_LOAD_COMMON) $(PEER_LIBS_$*) -lm
+
+.PHONY: bench-peers
+bench-peers: $(DEPS_STAMP)
+	@$(MAKE) --no-print-directory MODE=release $(subst $(BUILD),build/release,$(PEER_LOADS))
+	@scripts/bench_peers.sh
 # ---- end of bench/peers ----
 
 # ---- turbine ----
