@@ -127,16 +127,20 @@ static void run_done(struct loom__reactor *r)
     }
 }
 
-/* Fills `op` as a NOP; the one place that knows a NOP's fields. */
+/* A NOP's SQE image: opcode 0 is IORING_OP_NOP. */
+static const struct loom__sqe nop_sqe = {.fd = -1};
+
+/* Fills `op` as a NOP; the one place that knows a NOP's fields. The image is copied whole
+ * from a constant rather than zeroed and patched (fd = -1): loom__op_start() reads it back
+ * at once in 16-byte pieces, and a load that spans two stores (the zeroing and the 4-byte
+ * fd) cannot be forwarded from the store buffer and waits for both to reach the cache. */
 static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
 {
     op->fn = fn;
     op->data = data;
     op->res = 0;
     op->cqe_flags = 0;
-    struct loom__sqe *sqe = loom__op_sqe(op);
-    memset(sqe, 0, sizeof(*sqe)); /* opcode 0 is IORING_OP_NOP */
-    sqe->fd = -1;
+    memcpy(loom__op_sqe(op), &nop_sqe, sizeof(nop_sqe));
 }
 
 void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
