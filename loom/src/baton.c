@@ -47,7 +47,8 @@ static void baton_timeout(struct loom_timer *timer, void *arg)
     struct loom__reactor *r = loom__self;
     (void)timer;
     LOOM_ASSERT(b->waiter != NULL);
-    /* A post drained earlier in this loop iteration wins: the waiter is already ready. */
+    /* A post that arrived before the timers fired (drained or reaped since the waiter last
+     * ran) wins: the waiter is already ready. */
     if (b->state != LOOM_BATON_WAITING)
         return;
     b->state = LOOM_BATON_TIMEDOUT;

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT
  * reactor.c - the per-core loop: fibers, completions, cross-core messages, timers, io_uring.
  *
- * One iteration: run ready fibers (up to the task quota), run completions made without the
- * kernel, drain inbound rings, fire due timers, publish outbound rings (waking sleeping
- * cores), move overflowed ops into the SQ, then submit and reap in one io_uring_enter when
- * there is anything to submit or reap. When idle: spin for --poll-us watching the rings, the
- * CQ and IORING_SQ_TASKRUN, then sleep in io_uring_enter until the next timer or a wake-up.
+ * One iteration: read the clock and fire due timers, run ready fibers (up to the task quota),
+ * run completions made without the kernel, drain inbound rings, publish outbound rings
+ * (waking sleeping cores), move overflowed ops into the SQ, then submit and reap in one
+ * io_uring_enter when there is anything to submit or reap. When idle: spin for --poll-us
+ * watching the rings, the CQ and IORING_SQ_TASKRUN, then sleep in io_uring_enter until the
+ * next timer or a wake-up.
  * Invariant: op callbacks, message handlers and timer callbacks run only from here.
  */
 #include <errno.h>
@@ -338,16 +339,18 @@ void loom__reactor_run(struct loom__reactor *r)
 {
     LOOM_ASSERT(loom__self == r && r->current == NULL);
     for (;;) {
+        /* The iteration's one clock read (tens of ns through the vDSO under virtualisation):
+         * timers fire against it at once, so the fibers they wake run in this pass, and the
+         * pass's task quota counts from it. */
         r->now_ns = loom__clock_ns();
         LOOM_STAT_INC(r, loop_iterations);
+        fire_timers(r);
         loom__fiber_run_ready(r);
         if (r->done_head)
             run_done(r);
         if (LOOM_UNLIKELY(r->net_notify_pending)) /* news from completions run_done() ran */
             loom__net_flush(r);
         loom__smp_drain(r);
-        r->now_ns = loom__clock_ns();
-        fire_timers(r);
         if (LOOM_UNLIKELY((r->shutdown_head || loom_stopping()) && check_stop(r)))
             break;
         loom__smp_flush(r);
