@@ -128,49 +128,6 @@ static void run_done(struct loom__reactor *r)
     }
 }
 
-/* A NOP's SQE image: opcode 0 is IORING_OP_NOP. */
-static const struct loom__sqe nop_sqe = {.fd = -1};
-
-/* Fills `op` as a NOP; the one place that knows a NOP's fields. The image is copied whole
- * from a constant rather than zeroed and patched (fd = -1): loom__op_start() reads it back
- * at once in 16-byte pieces, and a load that spans two stores (the zeroing and the 4-byte
- * fd) cannot be forwarded from the store buffer and waits for both to reach the cache. */
-static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
-{
-    op->fn = fn;
-    op->data = data;
-    op->res = 0;
-    op->cqe_flags = 0;
-    memcpy(loom__op_sqe(op), &nop_sqe, sizeof(nop_sqe));
-}
-
-void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
-{
-    struct loom__reactor *r = loom__reactor();
-    op_fill_nop(op, fn, data);
-    loom__op_start(r, op);
-}
-
-static void nop_done(struct loom_op *op)
-{
-    loom__baton_post_local(loom__self, op->data);
-}
-
-int loom_nop(void)
-{
-    struct loom__reactor *r = loom__reactor();
-    LOOM_ASSERTF(r->current != NULL, "loom_nop() outside a fiber");
-    struct loom_baton baton = {.core = (uint16_t)r->core, .state = LOOM_BATON_IDLE};
-    struct loom_op op;
-    op.state = LOOM_OP_IDLE;
-    op_fill_nop(&op, nop_done, &baton);
-    loom__op_start(r, &op);
-    int rc = loom_baton_wait(&baton, LOOM_NO_DEADLINE);
-    LOOM_ASSERT(rc == 0 && op.state == LOOM_OP_IDLE);
-    baton.state = LOOM_BATON_DEAD;
-    return op.res;
-}
-
 /* ---- shutdown ------------------------------------------------------------------------------- */
 
 void loom__notify_all_cores(void)
