@@ -182,8 +182,8 @@ struct loom__reactor {
     void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
     uint64_t ready_count;
-    uint64_t pass_left;  /* fibers the current run pass may still switch to */
-    uint64_t pass_ran;   /* switches in this pass (the quota is checked every 16) */
+    bool pass_over;      /* the current run pass has used up its task quota */
+    uint64_t pass_ran;   /* switches in this pass (the quota is checked every 64) */
     int64_t pass_end_ns; /* the task quota's end for this pass */
     struct loom_fiber *fiber_free;
     struct loom__stack *stack_free[LOOM_STACK_CLASSES];
