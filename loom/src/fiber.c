@@ -341,8 +341,10 @@ void loom__fiber_run_ready(struct loom__reactor *r)
 }
 
 /* The running fiber `f` gives up the CPU (it is queued, waiting, or finished): switch to the
- * next fiber of the pass, or to the loop. Returns when `f` is resumed (never if exiting). */
-static void switch_out(struct loom__reactor *r, struct loom_fiber *f, bool exiting)
+ * next fiber of the pass, or to the loop. Returns when `f` is resumed (never if exiting).
+ * Inlined into its three callers, so that `exiting` is a constant in each. */
+static inline __attribute__((always_inline)) void switch_out(struct loom__reactor *r,
+                                                             struct loom_fiber *f, bool exiting)
 {
     LOOM_ASSERT(r->current == f);
     void **fake_save = exiting ? NULL : &f->asan_fake_stack;
