@@ -368,10 +368,9 @@ static inline int loom__baton_wait_result(struct loom_baton *b)
 /* baton.c: the wait with a deadline (a timer on its frame), out of line. */
 int loom__baton_wait_until(struct loom__reactor *r, struct loom_baton *b, int64_t deadline_ns);
 
-/* loom_baton_wait() on the calling core's reactor `r`, inline so that the fiber-suspending
- * calls (every IO completion a fiber waits for) make no call and no TLS read for it. */
-static inline int loom__baton_wait(struct loom__reactor *r, struct loom_baton *b,
-                                   int64_t deadline_ns)
+/* The checks that open every wait on `b` by `r`'s running fiber. Returns false when a post
+ * came first: that post is taken and the wait is over at once (0). */
+static inline bool loom__baton_wait_begin(struct loom__reactor *r, struct loom_baton *b)
 {
     loom__baton_check_owner(b, r);
     LOOM_ASSERTF(r->current != NULL, "loom_baton_wait() outside a fiber");
@@ -380,13 +379,30 @@ static inline int loom__baton_wait(struct loom__reactor *r, struct loom_baton *b
     if (b->state == LOOM_BATON_POSTED) {
         b->state = LOOM_BATON_IDLE;
         loom__baton_end_cycle(b);
-        return 0;
+        return false;
     }
     LOOM_ASSERT(b->state == LOOM_BATON_IDLE);
-    if (deadline_ns != LOOM_NO_DEADLINE)
-        return loom__baton_wait_until(r, b, deadline_ns);
+    return true;
+}
+
+/* Makes `r`'s running fiber the waiter of `b` (after loom__baton_wait_begin() returned true);
+ * it then blocks with loom__fiber_block() and ends with loom__baton_wait_result(). */
+static inline void loom__baton_wait_arm(struct loom__reactor *r, struct loom_baton *b)
+{
     b->state = LOOM_BATON_WAITING;
     b->waiter = r->current;
+}
+
+/* loom_baton_wait() on the calling core's reactor `r`, inline so that the fiber-suspending
+ * calls (every IO completion a fiber waits for) make no call and no TLS read for it. */
+static inline int loom__baton_wait(struct loom__reactor *r, struct loom_baton *b,
+                                   int64_t deadline_ns)
+{
+    if (!loom__baton_wait_begin(r, b))
+        return 0;
+    if (deadline_ns != LOOM_NO_DEADLINE)
+        return loom__baton_wait_until(r, b, deadline_ns);
+    loom__baton_wait_arm(r, b);
     loom__fiber_block(r);
     return loom__baton_wait_result(b);
 }
