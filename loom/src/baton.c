@@ -5,6 +5,8 @@
  * -> IDLE when the waiter resumes; or IDLE -> POSTED (post before wait) -> IDLE when the wait
  * takes it. The generation is bumped as each cycle ends; a post from another core carries the
  * generation it saw, and the owner drops it if the cycle has ended since (stale_posts).
+ * The wait without a deadline and the common local post are inline in internal.h, so the
+ * fiber-suspending calls and completion callbacks make no call for them.
  */
 #include <errno.h>
 
@@ -20,25 +22,12 @@ void loom_baton_init(struct loom_baton *b)
     b->reserved = 0;
 }
 
-static void check_owner(const struct loom_baton *b, struct loom__reactor *r)
-{
-    LOOM_ASSERTF(b->state != LOOM_BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
-    LOOM_ASSERTF(b->core == r->core, "baton %p of core %u used on core %u", (void *)b, b->core,
-                 r->core);
-}
-
 void loom_baton_deinit(struct loom_baton *b)
 {
     struct loom__reactor *r = loom__reactor();
-    check_owner(b, r);
+    loom__baton_check_owner(b, r);
     LOOM_ASSERTF(b->waiter == NULL, "baton %p deinitialised with a waiter", (void *)b);
     b->state = LOOM_BATON_DEAD;
-}
-
-static void end_cycle(struct loom_baton *b)
-{
-    b->waiter = NULL;
-    __atomic_store_n(&b->generation, b->generation + 1, __ATOMIC_RELAXED);
 }
 
 static void baton_timeout(struct loom_timer *timer, void *arg)
@@ -47,39 +36,21 @@ static void baton_timeout(struct loom_timer *timer, void *arg)
     struct loom__reactor *r = loom__self;
     (void)timer;
     LOOM_ASSERT(b->waiter != NULL);
-    /* A post drained earlier in this loop iteration wins: the waiter is already ready. */
+    /* A post that arrived before the timers fired (drained or reaped since the waiter last
+     * ran) wins: the waiter is already ready. */
     if (b->state != LOOM_BATON_WAITING)
         return;
     b->state = LOOM_BATON_TIMEDOUT;
     loom__fiber_ready(r, b->waiter);
 }
 
-/* Ends a wait the fiber was woken from: by a post (0), or by the deadline (-ETIMEDOUT). */
-static inline int wait_result(struct loom_baton *b)
-{
-    int rc;
-    if (LOOM_LIKELY(b->state == LOOM_BATON_WOKEN)) {
-        b->state = LOOM_BATON_IDLE;
-        rc = 0;
-    } else {
-        /* TIMEDOUT, or POSTED by a post that came after the deadline: that post counts for
-         * the next cycle, as a post before a wait does. */
-        LOOM_ASSERT(b->state == LOOM_BATON_TIMEDOUT || b->state == LOOM_BATON_POSTED);
-        if (b->state == LOOM_BATON_TIMEDOUT)
-            b->state = LOOM_BATON_IDLE;
-        rc = -ETIMEDOUT;
-    }
-    end_cycle(b);
-    return rc;
-}
-
 /* A wait with a deadline: a timer on this stack frame. Out of line, so the wait without one
  * (every IO completion a fiber waits for) carries no timer. */
-static __attribute__((noinline)) int wait_until(struct loom__reactor *r, struct loom_baton *b,
-                                                int64_t deadline_ns)
+__attribute__((noinline)) int loom__baton_wait_until(struct loom__reactor *r, struct loom_baton *b,
+                                                     int64_t deadline_ns)
 {
     if (deadline_ns <= loom__clock_ns()) {
-        end_cycle(b);
+        loom__baton_end_cycle(b);
         return -ETIMEDOUT;
     }
     struct loom_timer timer;
@@ -90,33 +61,17 @@ static __attribute__((noinline)) int wait_until(struct loom__reactor *r, struct 
     b->waiter = r->current;
     loom__fiber_block(r);
     (void)loom_timer_cancel(&timer);
-    return wait_result(b);
+    return loom__baton_wait_result(b);
 }
 
 int loom_baton_wait(struct loom_baton *b, int64_t deadline_ns)
 {
-    struct loom__reactor *r = loom__reactor();
-    check_owner(b, r);
-    LOOM_ASSERTF(r->current != NULL, "loom_baton_wait() outside a fiber");
-    LOOM_ASSERTF(b->state != LOOM_BATON_WAITING && b->waiter == NULL,
-                 "baton %p has a waiter already (one waiter per baton)", (void *)b);
-    if (b->state == LOOM_BATON_POSTED) {
-        b->state = LOOM_BATON_IDLE;
-        end_cycle(b);
-        return 0;
-    }
-    LOOM_ASSERT(b->state == LOOM_BATON_IDLE);
-    if (deadline_ns != LOOM_NO_DEADLINE)
-        return wait_until(r, b, deadline_ns);
-    b->state = LOOM_BATON_WAITING;
-    b->waiter = r->current;
-    loom__fiber_block(r);
-    return wait_result(b);
+    return loom__baton_wait(loom__reactor(), b, deadline_ns);
 }
 
 void loom__baton_post_slow(struct loom__reactor *r, struct loom_baton *b)
 {
-    check_owner(b, r);
+    loom__baton_check_owner(b, r);
     switch (b->state) {
     case LOOM_BATON_WAITING:
         b->state = LOOM_BATON_WOKEN;
@@ -171,8 +126,8 @@ bool loom_baton_is_posted(const struct loom_baton *b)
 void loom_baton_reset(struct loom_baton *b)
 {
     struct loom__reactor *r = loom__reactor();
-    check_owner(b, r);
+    loom__baton_check_owner(b, r);
     LOOM_ASSERTF(b->waiter == NULL, "loom_baton_reset() with a waiter");
     b->state = LOOM_BATON_IDLE;
-    end_cycle(b);
+    loom__baton_end_cycle(b);
 }

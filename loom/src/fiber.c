@@ -274,6 +274,15 @@ static void stack_wait(struct loom__reactor *r, struct loom_fiber *f)
     LOOM_STAT_INC(r, stack_waits);
 }
 
+/* The task quota is checked against the clock every QUOTA_CHECK_SWITCHES switches of a pass.
+ * A clock read costs 30-45 ns through the vDSO under nested virtualisation (kvm-clock), a
+ * switch about 5-8 ns: checking every 16 switches spent a third to a half of the switching
+ * time on the clock, every 64 about a tenth. The price: a pass may overrun the quota by up to
+ * 63 fiber slices (15 before), which matters only for fibers that compute for long between
+ * yields, and those must call loom_yield() anyway (docs/loom.md, "Task quota"). */
+#define QUOTA_CHECK_SWITCHES 64
+_Static_assert((QUOTA_CHECK_SWITCHES & (QUOTA_CHECK_SWITCHES - 1)) == 0, "a power of two");
+
 /* The slow part of next_in_pass(): the quota check, and new fibers that must wait for a
  * stack. Out of line so the common path saves no registers. */
 static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loom__reactor *r,
@@ -281,13 +290,11 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
 {
     for (;;) {
         if (f == NULL) {
-            /* the quota: a clock read costs more than a switch, so only every 16 switches */
             if (loom__clock_ns() >= r->pass_end_ns) {
-                r->pass_left = 0;
+                r->pass_over = true;
                 return NULL;
             }
         } else if (f->state != LOOM_FIBER_NEW || stack_available(r, f->stack_class)) {
-            r->pass_left--;
             return f;
         } else {
             /* the stack budget is used up: wait until a fiber of this class returns its
@@ -303,21 +310,20 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
 /* The next fiber of the current pass, or NULL when the pass is over. */
 static inline struct loom_fiber *next_in_pass(struct loom__reactor *r)
 {
-    if (r->pass_left == 0 || r->ready_head == NULL)
+    if (r->pass_over || r->ready_head == NULL)
         return NULL;
-    if (LOOM_UNLIKELY((++r->pass_ran & 15) == 0))
+    if (LOOM_UNLIKELY((++r->pass_ran & (QUOTA_CHECK_SWITCHES - 1)) == 0))
         return next_in_pass_slow(r, NULL);
     struct loom_fiber *f = ready_pop(r);
     if (LOOM_UNLIKELY(f->state == LOOM_FIBER_NEW))
         return next_in_pass_slow(r, f);
-    r->pass_left--;
     return f;
 }
 
 void loom__fiber_run_ready(struct loom__reactor *r)
 {
     LOOM_ASSERT(r->current == NULL);
-    r->pass_left = UINT64_MAX;
+    r->pass_over = false;
     r->pass_ran = 0;
     r->pass_end_ns = r->now_ns + r->quota_ns;
     struct loom_fiber *f = next_in_pass(r);
@@ -335,8 +341,10 @@ void loom__fiber_run_ready(struct loom__reactor *r)
 }
 
 /* The running fiber `f` gives up the CPU (it is queued, waiting, or finished): switch to the
- * next fiber of the pass, or to the loop. Returns when `f` is resumed (never if exiting). */
-static void switch_out(struct loom__reactor *r, struct loom_fiber *f, bool exiting)
+ * next fiber of the pass, or to the loop. Returns when `f` is resumed (never if exiting).
+ * Inlined into its three callers, so that `exiting` is a constant in each. */
+static inline __attribute__((always_inline)) void switch_out(struct loom__reactor *r,
+                                                             struct loom_fiber *f, bool exiting)
 {
     LOOM_ASSERT(r->current == f);
     void **fake_save = exiting ? NULL : &f->asan_fake_stack;

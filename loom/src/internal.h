@@ -10,6 +10,7 @@
 
 #include <pthread.h>
 #include <assert.h>
+#include <errno.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <inttypes.h>
@@ -181,8 +182,8 @@ struct loom__reactor {
     void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
     uint64_t ready_count;
-    uint64_t pass_left;  /* fibers the current run pass may still switch to */
-    uint64_t pass_ran;   /* switches in this pass (the quota is checked every 16) */
+    bool pass_over;      /* the current run pass has used up its task quota */
+    uint64_t pass_ran;   /* switches in this pass (the quota is checked every 64) */
     int64_t pass_end_ns; /* the task quota's end for this pass */
     struct loom_fiber *fiber_free;
     struct loom__stack *stack_free[LOOM_STACK_CLASSES];
@@ -327,6 +328,83 @@ static inline void loom__baton_post_local(struct loom__reactor *r, struct loom_b
         return;
     }
     loom__baton_post_slow(r, baton);
+}
+
+/* The misuse checks of every call on a baton owned by core `r`. */
+static inline void loom__baton_check_owner(const struct loom_baton *b,
+                                           const struct loom__reactor *r)
+{
+    LOOM_ASSERTF(b->state != LOOM_BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
+    LOOM_ASSERTF(b->core == r->core, "baton %p of core %u used on core %u", (void *)b, b->core,
+                 r->core);
+}
+
+/* Ends a wait cycle: later remote posts that saw the old generation are stale. */
+static inline void loom__baton_end_cycle(struct loom_baton *b)
+{
+    b->waiter = NULL;
+    __atomic_store_n(&b->generation, b->generation + 1, __ATOMIC_RELAXED);
+}
+
+/* Ends a wait the fiber was woken from: by a post (0), or by the deadline (-ETIMEDOUT). */
+static inline int loom__baton_wait_result(struct loom_baton *b)
+{
+    int rc;
+    if (LOOM_LIKELY(b->state == LOOM_BATON_WOKEN)) {
+        b->state = LOOM_BATON_IDLE;
+        rc = 0;
+    } else {
+        /* TIMEDOUT, or POSTED by a post that came after the deadline: that post counts for
+         * the next cycle, as a post before a wait does. */
+        LOOM_ASSERT(b->state == LOOM_BATON_TIMEDOUT || b->state == LOOM_BATON_POSTED);
+        if (b->state == LOOM_BATON_TIMEDOUT)
+            b->state = LOOM_BATON_IDLE;
+        rc = -ETIMEDOUT;
+    }
+    loom__baton_end_cycle(b);
+    return rc;
+}
+
+/* baton.c: the wait with a deadline (a timer on its frame), out of line. */
+int loom__baton_wait_until(struct loom__reactor *r, struct loom_baton *b, int64_t deadline_ns);
+
+/* The checks that open every wait on `b` by `r`'s running fiber. Returns false when a post
+ * came first: that post is taken and the wait is over at once (0). */
+static inline bool loom__baton_wait_begin(struct loom__reactor *r, struct loom_baton *b)
+{
+    loom__baton_check_owner(b, r);
+    LOOM_ASSERTF(r->current != NULL, "loom_baton_wait() outside a fiber");
+    LOOM_ASSERTF(b->state != LOOM_BATON_WAITING && b->waiter == NULL,
+                 "baton %p has a waiter already (one waiter per baton)", (void *)b);
+    if (b->state == LOOM_BATON_POSTED) {
+        b->state = LOOM_BATON_IDLE;
+        loom__baton_end_cycle(b);
+        return false;
+    }
+    LOOM_ASSERT(b->state == LOOM_BATON_IDLE);
+    return true;
+}
+
+/* Makes `r`'s running fiber the waiter of `b` (after loom__baton_wait_begin() returned true);
+ * it then blocks with loom__fiber_block() and ends with loom__baton_wait_result(). */
+static inline void loom__baton_wait_arm(struct loom__reactor *r, struct loom_baton *b)
+{
+    b->state = LOOM_BATON_WAITING;
+    b->waiter = r->current;
+}
+
+/* loom_baton_wait() on the calling core's reactor `r`, inline so that the fiber-suspending
+ * calls (every IO completion a fiber waits for) make no call and no TLS read for it. */
+static inline int loom__baton_wait(struct loom__reactor *r, struct loom_baton *b,
+                                   int64_t deadline_ns)
+{
+    if (!loom__baton_wait_begin(r, b))
+        return 0;
+    if (deadline_ns != LOOM_NO_DEADLINE)
+        return loom__baton_wait_until(r, b, deadline_ns);
+    loom__baton_wait_arm(r, b);
+    loom__fiber_block(r);
+    return loom__baton_wait_result(b);
 }
 
 /* uring.c: the only file that touches io_uring. */

@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: MIT
  * reactor.c - the per-core loop: fibers, completions, cross-core messages, timers, io_uring.
  *
- * One iteration: run ready fibers (up to the task quota), run completions made without the
- * kernel, drain inbound rings, fire due timers, publish outbound rings (waking sleeping
- * cores), move overflowed ops into the SQ, then submit and reap in one io_uring_enter when
- * there is anything to submit or reap. When idle: spin for --poll-us watching the rings, the
- * CQ and IORING_SQ_TASKRUN, then sleep in io_uring_enter until the next timer or a wake-up.
+ * One iteration: read the clock and fire due timers, run ready fibers (up to the task quota),
+ * run completions made without the kernel, drain inbound rings, publish outbound rings
+ * (waking sleeping cores), move overflowed ops into the SQ, then submit and reap in one
+ * io_uring_enter when there is anything to submit or reap. When idle: spin for --poll-us
+ * watching the rings, the CQ and IORING_SQ_TASKRUN, then sleep in io_uring_enter until the
+ * next timer or a wake-up.
  * Invariant: op callbacks, message handlers and timer callbacks run only from here.
  */
 #include <errno.h>
@@ -125,45 +126,6 @@ static void run_done(struct loom__reactor *r)
         op->fn(op);
         op = next;
     }
-}
-
-/* Fills `op` as a NOP; the one place that knows a NOP's fields. */
-static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
-{
-    op->fn = fn;
-    op->data = data;
-    op->res = 0;
-    op->cqe_flags = 0;
-    struct loom__sqe *sqe = loom__op_sqe(op);
-    memset(sqe, 0, sizeof(*sqe)); /* opcode 0 is IORING_OP_NOP */
-    sqe->fd = -1;
-}
-
-void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
-{
-    struct loom__reactor *r = loom__reactor();
-    op_fill_nop(op, fn, data);
-    loom__op_start(r, op);
-}
-
-static void nop_done(struct loom_op *op)
-{
-    loom__baton_post_local(loom__self, op->data);
-}
-
-int loom_nop(void)
-{
-    struct loom__reactor *r = loom__reactor();
-    LOOM_ASSERTF(r->current != NULL, "loom_nop() outside a fiber");
-    struct loom_baton baton = {.core = (uint16_t)r->core, .state = LOOM_BATON_IDLE};
-    struct loom_op op;
-    op.state = LOOM_OP_IDLE;
-    op_fill_nop(&op, nop_done, &baton);
-    loom__op_start(r, &op);
-    int rc = loom_baton_wait(&baton, LOOM_NO_DEADLINE);
-    LOOM_ASSERT(rc == 0 && op.state == LOOM_OP_IDLE);
-    baton.state = LOOM_BATON_DEAD;
-    return op.res;
 }
 
 /* ---- shutdown ------------------------------------------------------------------------------- */
@@ -334,16 +296,18 @@ void loom__reactor_run(struct loom__reactor *r)
 {
     LOOM_ASSERT(loom__self == r && r->current == NULL);
     for (;;) {
+        /* The iteration's one clock read (tens of ns through the vDSO under virtualisation):
+         * timers fire against it at once, so the fibers they wake run in this pass, and the
+         * pass's task quota counts from it. */
         r->now_ns = loom__clock_ns();
         LOOM_STAT_INC(r, loop_iterations);
+        fire_timers(r);
         loom__fiber_run_ready(r);
         if (r->done_head)
             run_done(r);
         if (LOOM_UNLIKELY(r->net_notify_pending)) /* news from completions run_done() ran */
             loom__net_flush(r);
         loom__smp_drain(r);
-        r->now_ns = loom__clock_ns();
-        fire_timers(r);
         if (LOOM_UNLIKELY((r->shutdown_head || loom_stopping()) && check_stop(r)))
             break;
         loom__smp_flush(r);

@@ -251,7 +251,7 @@ bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
 }
 
 /* Here rather than in reactor.c so that the SQE copy inlines into it: every op starts here. */
-void loom__op_start(struct loom__reactor *r, struct loom_op *op)
+static inline void op_start(struct loom__reactor *r, struct loom_op *op)
 {
     LOOM_ASSERTF(op->state == LOOM_OP_IDLE, "op %p started while in flight", (void *)op);
     LOOM_ASSERT(op->fn != NULL);
@@ -264,6 +264,63 @@ void loom__op_start(struct loom__reactor *r, struct loom_op *op)
     op->state = LOOM_OP_QUEUED;
     LOOM_FIFO_PUSH(r->overflow_head, r->overflow_tail, op);
     LOOM_STAT_INC(r, sqes_overflowed);
+}
+
+void loom__op_start(struct loom__reactor *r, struct loom_op *op)
+{
+    op_start(r, op);
+}
+
+/* ---- NOPs: the round trip through the ring with no device time ------------------------------ */
+
+/* A NOP's SQE image (what io_uring_prep_nop() writes: opcode IORING_OP_NOP, fd -1). */
+static const struct loom__sqe nop_sqe = {.opcode = IORING_OP_NOP, .fd = -1};
+
+/* Fills `op` as a NOP; the one place that knows a NOP's fields. The image is copied whole
+ * from a constant rather than zeroed and patched (fd = -1): op_start() reads it back at once
+ * in 16-byte pieces, and a load that spans two stores (the zeroing and the 4-byte fd) cannot
+ * be forwarded from the store buffer and waits for both to reach the cache. */
+static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
+{
+    op->fn = fn;
+    op->data = data;
+    op->res = 0;
+    op->cqe_flags = 0;
+    memcpy(loom__op_sqe(op), &nop_sqe, sizeof(nop_sqe));
+}
+
+void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
+{
+    struct loom__reactor *r = loom__reactor();
+    op_fill_nop(op, fn, data);
+    op_start(r, op);
+}
+
+static void nop_done(struct loom_op *op)
+{
+    loom__baton_post_local(loom__self, op->data);
+}
+
+/* The wait is armed before the op starts (its completion cannot run before the loop reaps
+ * it): the baton's checks then run while the compiler still sees the baton's fresh fields,
+ * and fold away, instead of after the SQE copy, which may alias anything. */
+int loom_nop(void)
+{
+    struct loom__reactor *r = loom__reactor();
+    LOOM_ASSERTF(r->current != NULL, "loom_nop() outside a fiber");
+    struct loom_baton baton = {.core = (uint16_t)r->core, .state = LOOM_BATON_IDLE};
+    bool waits = loom__baton_wait_begin(r, &baton);
+    LOOM_ASSERT(waits); /* nobody else knows the baton, so no post came first */
+    loom__baton_wait_arm(r, &baton);
+    struct loom_op op;
+    op.state = LOOM_OP_IDLE;
+    op_fill_nop(&op, nop_done, &baton);
+    op_start(r, &op);
+    loom__fiber_block(r);
+    int rc = loom__baton_wait_result(&baton);
+    LOOM_ASSERT(rc == 0 && op.state == LOOM_OP_IDLE);
+    baton.state = LOOM_BATON_DEAD;
+    return op.res;
 }
 
 bool loom__uring_has_work(struct loom__reactor *r)

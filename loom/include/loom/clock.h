@@ -22,7 +22,7 @@ extern "C" {
 LOOM_API int64_t loom_clock_ns(void);
 
 /* The reactor's cached monotonic time in ns, refreshed at the start of each loop iteration
- * and again before timers fire.
+ * (just before due timers fire).
  * On a thread that is not a reactor it falls back to loom_clock_ns(). */
 LOOM_API int64_t loom_now_ns(void);
 
