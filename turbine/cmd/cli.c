@@ -59,10 +59,14 @@ int turbine__cli_common_option(struct turbine_cli *cli, int c, char **argv)
         cli->verbose++;
         return 1;
     case ':':
+        if (strncmp(argv[optind - 1], "--", 2) == 0) /* a long option: name it as typed */
+            return -turbine__cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
         if (optopt != 0)
             return -turbine__cli_usage_error(cli, "option '-%c' needs a value", optopt);
-        return -turbine__cli_usage_error(cli, "option '%s' needs a value", argv[optind - 1]);
+        return -turbine__cli_usage_error(cli, "option needs a value");
     case '?':
+        if (strncmp(argv[optind - 1], "--", 2) == 0)
+            return -turbine__cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);
         if (optopt != 0)
             return -turbine__cli_usage_error(cli, "unknown option '-%c'", optopt);
         return -turbine__cli_usage_error(cli, "unknown option '%s'", argv[optind - 1]);

@@ -111,6 +111,8 @@ static void test_usage_errors(void)
     }
     CHECK_EQ(RUN("produce", "t", "--bogus"), 2);
     check_one_error_line("turbine produce: unknown option '--bogus'");
+    CHECK_EQ(RUN("consume", "t", "--count"), 2);
+    check_one_error_line("turbine consume: option '--count' needs a value");
     CHECK_EQ(RUN("consume", "t", "--count", "x1"), 2);
     check_one_error_line("turbine consume: bad --count 'x1'");
     CHECK_EQ(RUN("consume"), 2);
