@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "broker/broker.h"
+#include "cli.h"
 
 struct subcommand {
     const char *name;
@@ -16,6 +17,10 @@ struct subcommand {
 
 static const struct subcommand subcommands[] = {
     {"broker", "run a broker (turbine broker --help for its options)", turbine__broker_main},
+    {"topic", "create, delete, list or describe topics", turbine__topic_main},
+    {"produce", "produce records read from stdin to a topic", turbine__produce_main},
+    {"consume", "print a topic's records", turbine__consume_main},
+    {"status", "broker reachability, topics and partition offsets", turbine__status_main},
 };
 #define SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
 
