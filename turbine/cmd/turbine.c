@@ -14,7 +14,10 @@ struct subcommand {
     int (*main)(int argc, char **argv); /* argv[0] is the subcommand's name */
 };
 
+int turbine__bench_main(int argc, char **argv); /* bench.c */
+
 static const struct subcommand subcommands[] = {
+    {"bench", "measure throughput and latency (produce, consume, e2e)", turbine__bench_main},
     {"broker", "run a broker (turbine broker --help for its options)", turbine__broker_main},
 };
 #define SUBCOMMANDS (sizeof(subcommands) / sizeof(subcommands[0]))
