@@ -181,7 +181,8 @@ $(PEER_LOADS): $(BUILD)/bench/peers/%: bench/peers/%.c $(PEER_LOAD_COMMON) | $(D
 
 .PHONY: bench-peers
 bench-peers: $(DEPS_STAMP)
-	@$(MAKE) --no-print-directory MODE=release $(subst $(BUILD),build/release,$(PEER_LOADS))
+	@$(MAKE) --no-print-directory MODE=release $(subst $(BUILD),build/release,$(PEER_LOADS)) \
+	    build/release/turbine
 	@scripts/bench_peers.sh
 # ---- end of bench/peers ----
 

@@ -235,31 +235,49 @@ system_nats() {
     measure nats js nats_start nats_stop "$build/bench/peers/nats_load"
 }
 
-# ---- turbine: turbine broker --smp 1 --cpuset 0, loaded by bench/peers/turbine_load ----
-# turbine_load is to take peer_load.h's options plus --acks 1|all and --partitions N (creating
-# the topic), and print the same "peer:" line; it comes with the client library.
+# ---- turbine: turbine broker --smp 1 --cpuset 0, loaded by `turbine bench produce` ----
+# The load is turbine's own bench tool (turbine/cmd/bench.c, docs/benchmarks.md): one producer
+# thread through the client library keeping `inflight` records unacknowledged, the peers'
+# shape. $tmp/turbine_load maps peer_load.h's options onto it, and --peer-label makes it print
+# the same "peer:" line. The broker's admin HTTP port is off (no fixed port to collide on).
 turbine_start() {
     start_server "$1/turbine.log" "$build/turbine" broker --smp 1 --cpuset 0 \
-        --data-dir "$1" --port "$2"
+        --data-dir "$1" --port "$2" --admin-port 0
 }
 turbine_stop() {
     stop_server
 }
+turbine_load_script() {
+    local bin
+    bin=$(cd "$build" && pwd)/turbine
+    cat >"$tmp/turbine_load" <<EOF
+#!/usr/bin/env bash
+# peer_load.h's options -> turbine bench produce (written by bench_peers.sh)
+args=()
+while [ \$# -gt 0 ]; do
+    case \$1 in
+    --port) args+=(--broker "127.0.0.1:\$2"); shift 2 ;;
+    --host) shift 2 ;;
+    --config) args+=(--peer-label "\$2"); shift 2 ;;
+    *) args+=("\$1"); shift ;;
+    esac
+done
+exec "$bin" bench produce --quiet --topic peers "\${args[@]}"
+EOF
+    chmod +x "$tmp/turbine_load"
+}
 system_turbine() {
     if [ ! -x "$build/turbine" ]; then
-        echo "turbine broker not built yet: skipped"
+        echo "turbine not built yet: skipped"
         return
     fi
-    if [ ! -x "$build/bench/peers/turbine_load" ]; then
-        echo "turbine load generator (bench/peers/turbine_load) not built yet: skipped"
-        return
-    fi
-    echo "== turbine"
+    turbine_load_script
+    echo "== turbine (turbine bench produce)"
     local acks partitions
     for acks in 1 all; do
         for partitions in 1 8; do
             measure turbine "acks${acks}_p${partitions}" turbine_start turbine_stop \
-                "$build/bench/peers/turbine_load" --acks "$acks" --partitions "$partitions"
+                "$tmp/turbine_load" --acks "$acks" --partitions "$partitions"
         done
     done
 }

@@ -17,6 +17,7 @@ PACKAGES=(
     libinih-dev         # the broker's key = value config file (<ini.h>, pkg-config inih)
     redis-server libhiredis-dev  # make bench-peers: Redis Streams and its load generator
     nats-server libnats-dev      # make bench-peers: NATS JetStream and its load generator
+    gnuplot-nox                  # turbine bench --plot (optional: a clear message without it)
 )
 
 missing=()

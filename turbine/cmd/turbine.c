@@ -15,7 +15,10 @@ struct subcommand {
     int (*main)(int argc, char **argv); /* argv[0] is the subcommand's name */
 };
 
+int turbine__bench_main(int argc, char **argv); /* bench.c */
+
 static const struct subcommand subcommands[] = {
+    {"bench", "measure throughput and latency (produce, consume, e2e)", turbine__bench_main},
     {"broker", "run a broker (turbine broker --help for its options)", turbine__broker_main},
     {"topic", "create, delete, list or describe topics", turbine__topic_main},
     {"produce", "produce records read from stdin to a topic", turbine__produce_main},
