@@ -317,8 +317,10 @@ static int conn_writer(void *arg)
             loom_baton_wait(&c->writer_baton, LOOM_NO_DEADLINE);
             continue;
         }
-        /* gather the ready responses at the head, in order */
-        size_t n = 0;
+        /* gather the ready responses at the head, in order. They are counted, not marked by
+         * the request after them: requests that arrive while the send blocks are appended to
+         * the list (a NULL end would then take them too, done or not). */
+        size_t n = 0, ready = 0;
         struct turbine__request *end = c->head;
         while (end != NULL && end->done && n + end->iov_count <= WRITER_IOV) {
             if (!end->no_response) {
@@ -326,10 +328,11 @@ static int conn_writer(void *arg)
                 n += end->iov_count;
             }
             end = end->next;
+            ready++;
         }
         int rc = 0;
-        if (end == c->head) { /* one large response: from its own array */
-            end = c->head->next;
+        if (ready == 0) { /* one large response: from its own array */
+            ready = 1;
             if (!c->broken)
                 rc = send_all(c, c->head->iov, c->head->iov_count);
         } else if (!c->broken && n > 0) {
@@ -339,8 +342,9 @@ static int conn_writer(void *arg)
             c->broken = true;
             shutdown(c->sock.fd, SHUT_RDWR); /* the reader sees the end */
         }
-        while (c->head != end) {
+        for (; ready > 0; ready--) {
             struct turbine__request *r = c->head;
+            TURBINE_ASSERT(r != NULL && r->done);
             c->head = r->next;
             if (c->head == NULL)
                 c->tail = NULL;
