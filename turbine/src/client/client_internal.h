@@ -49,6 +49,12 @@ struct tc_req {
     uint32_t corr;
     uint16_t api_key;
     uint8_t flags;
+    /* completed while its send was still running (the send may still read what the completion
+     * frees): the completion runs when the send returns */
+    bool deferred;
+    int deferred_rc;
+    uint8_t *deferred_frame;
+    size_t deferred_size;
 };
 
 struct tc_queue {

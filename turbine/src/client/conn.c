@@ -69,10 +69,19 @@ static void req_complete(struct turbine_client *c, struct tc_req *r, int rc, uin
 {
     if (rc == -ETIMEDOUT)
         c->stats.timeouts++;
+    if (r == c->sending) {
+        /* the IO thread is still in sendmsg() with this request's iovecs, which point into
+         * memory the completion frees (a producer batch): send_one() completes it after */
+        TURBINE_ASSERT(!r->deferred);
+        r->deferred = true;
+        r->deferred_rc = rc;
+        r->deferred_frame = frame;
+        r->deferred_size = size;
+        return;
+    }
     r->fn(c, r->ctx, rc, frame, size);
     r->fn = NULL;
-    if (r != c->sending) /* else send_one() frees it when its send returns */
-        tc_req_free(r);
+    tc_req_free(r);
 }
 
 /* ---- deliveries --------------------------------------------------------------------------- */
@@ -614,7 +623,9 @@ static void send_one(struct turbine_client *c, struct tc_req *r)
     tc_lock(c);
     c->sending = NULL;
     c->stats.requests_sent++;
-    if (r->fn == NULL) { /* answered (or failed) while we were still sending */
+    if (r->deferred) { /* answered (or failed) while we were still sending */
+        r->fn(c, r->ctx, r->deferred_rc, r->deferred_frame, r->deferred_size);
+        r->fn = NULL;
         tc_req_free(r);
         if (rc < 0)
             conn_fail(c, (int)rc);
