@@ -1263,13 +1263,13 @@ static int walk(struct turbine_log *log, struct cursor *cur, int64_t offset, int
         struct turbine_batch_header h;
         turbine_batch_header_decode(hdr, &h);
         size_t bsize = (size_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
+        if (h.magic == TURBINE_BATCH_MAGIC && h.base_offset >= limit_offset)
+            break; /* the written end may lie inside this batch: it is not readable yet */
         if (h.magic != TURBINE_BATCH_MAGIC || pos + bsize > seg_end) {
             log_msg("error", log, "segment %020" PRId64 " has no batch at position %" PRIu64,
                     s->base_offset, pos);
             return -EUCLEAN; /* changed on disk after it was validated */
         }
-        if (h.base_offset >= limit_offset)
-            break;
         if (h.base_offset + h.last_offset_delta >= offset) {
             rc = take(cur, s, pos, bsize, &h, arg);
             if (rc != 0)
