@@ -108,6 +108,8 @@ struct lconn {
 struct result {
     double msgs_per_s, mb_per_s;
     uint64_t p50_ns, p99_ns, p999_ns;
+    double cpu_us_per_msg; /* the server's user + system CPU time per record */
+    double server_util;    /* the server's CPU time / wall time of the interval */
 };
 
 static struct {
@@ -134,6 +136,8 @@ static struct {
     int64_t *send_ns;         /* e2e: when batch i was handed to the kernel */
     size_t send_cap;
     uint64_t echoed_bytes;
+    double cpu_start_us, cpu_end_us; /* the server's CPU time at measure_ns and end_ns */
+    int64_t cpu_start_ns, cpu_end_ns;
     bool failed;
 } run;
 
@@ -159,6 +163,36 @@ static void put_u32(uint8_t *p, uint32_t v)
 {
     p[0] = (uint8_t)(v >> 24), p[1] = (uint8_t)(v >> 16), p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+}
+
+/* utime + stime of process `pid` in microseconds, or -1. */
+static double cpu_us(pid_t pid)
+{
+    char path[64], text[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t n = read(fd, text, sizeof(text) - 1);
+    close(fd);
+    if (n <= 0)
+        return -1;
+    text[n] = '\0';
+    char *p = strrchr(text, ')'); /* the command name may hold spaces */
+    unsigned long long utime, stime;
+    if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
+                            &stime) != 2)
+        return -1;
+    return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* Samples the server's CPU time when the measured interval starts and when it ends. */
+static void sample_cpu(int64_t now, bool last)
+{
+    if (run.cpu_start_ns == 0 && now >= run.measure_ns)
+        run.cpu_start_us = cpu_us(child), run.cpu_start_ns = now;
+    if (run.cpu_end_ns == 0 && (now >= run.end_ns || last))
+        run.cpu_end_us = cpu_us(child), run.cpu_end_ns = now;
 }
 
 static void fail(const char *what)
@@ -662,6 +696,7 @@ static void pump(enum run_kind kind, int partitions, struct lconn *pacer, int64_
     int64_t next_due = run.start_ns;
     for (;;) {
         int64_t now = now_ns();
+        sample_cpu(now, false);
         if (run_done(kind, now, pacer))
             break;
         if (kind == RUN_PRODUCE && now < run.end_ns) {
@@ -705,6 +740,7 @@ static void pump(enum run_kind kind, int partitions, struct lconn *pacer, int64_
         }
         io_uring_cq_advance(&ring, seen);
     }
+    sample_cpu(now_ns(), true);
 }
 
 static void run_begin(void)
@@ -733,6 +769,14 @@ static void set_times(double seconds)
     run.end_ns = run.measure_ns + (int64_t)(seconds * 1e9);
 }
 
+static void cpu_result(struct result *out, uint64_t records)
+{
+    double cpu = run.cpu_end_us - run.cpu_start_us;
+    double wall_us = (double)(run.cpu_end_ns - run.cpu_start_ns) / 1e3;
+    out->cpu_us_per_msg = records > 0 ? cpu / (double)records : 0;
+    out->server_util = wall_us > 0 ? cpu / wall_us : 0;
+}
+
 /* Produce throughput: CONNECTIONS connections, WINDOW PRODUCEs in flight each. */
 static bool run_produce(int port, const char *topic, int partitions, int16_t acks,
                         struct result *out)
@@ -746,6 +790,7 @@ static bool run_produce(int port, const char *topic, int partitions, int16_t ack
     run_end();
     out->msgs_per_s = (double)run.acked_records / opt.seconds;
     out->mb_per_s = out->msgs_per_s * RECORD_BYTES / 1e6;
+    cpu_result(out, run.acked_records);
     return !run.failed && run.acked_records > 0;
 }
 
@@ -771,6 +816,7 @@ static bool run_fetch(int port, const char *topic, int partitions, struct result
     run_end();
     out->mb_per_s = (double)run.fetched_bytes / 1e6 / seconds;
     out->msgs_per_s = (double)run.fetched_records / seconds;
+    cpu_result(out, run.fetched_records);
     return !run.failed && run.fetched_records > 0;
 }
 
@@ -891,9 +937,11 @@ static void broker_round(int round)
     char port_s[16], dir[PATH_MAX + 16];
     snprintf(port_s, sizeof(port_s), "%d", port);
     snprintf(dir, sizeof(dir), "%s/broker", data_dir);
-    char *argv[] = {opt.turbine,   "broker", "--smp",  "1",    "--cpuset",     "0",
-                    "--data-dir",  dir,      "--port", port_s, "--admin-port", "0",
-                    "--log-level", "warn",   NULL};
+    /* --poll-us 0: the sink blocks in the kernel as soon as it is idle, so the broker does too;
+     * spinning would bill idle time as server CPU per record */
+    char *argv[] = {opt.turbine,    "broker", "--smp",       "1",    "--cpuset", "0",
+                    "--poll-us",    "0",      "--data-dir",  dir,    "--port",   port_s,
+                    "--admin-port", "0",      "--log-level", "warn", NULL};
     pid_t pid = start_server(argv, port);
     bool ok = pid > 0 && create_topic(port, TOPIC_1P, 1) && create_topic(port, TOPIC_8P, 8) &&
               create_topic(port, TOPIC_E2E, 1);
@@ -931,7 +979,7 @@ static void echo_round(int round)
     child = 0;
 }
 
-enum field { MSGS, MBS, P50, P99, P999 };
+enum field { MSGS, MBS, P50, P99, P999, CPU, UTIL };
 
 static double field_of(const struct result *r, enum field field)
 {
@@ -946,6 +994,10 @@ static double field_of(const struct result *r, enum field field)
         return (double)r->p99_ns / 1e3;
     case P999:
         return (double)r->p999_ns / 1e3;
+    case CPU:
+        return r->cpu_us_per_msg;
+    case UTIL:
+        return r->server_util * 100;
     }
     return 0;
 }
@@ -983,14 +1035,18 @@ static void report_all(void)
                    median((enum figure)f, P50, runs), median((enum figure)f, P99, runs),
                    median((enum figure)f, P999, runs));
         else
-            printf("info: %s: %.0f msgs/s, %.1f MB/s\n", figure_names[f],
-                   median((enum figure)f, MSGS, runs), median((enum figure)f, MBS, runs));
+            printf("info: %s: %.0f msgs/s, %.1f MB/s, server %.2f us CPU/msg, %.0f%% of a CPU\n",
+                   figure_names[f], median((enum figure)f, MSGS, runs),
+                   median((enum figure)f, MBS, runs), median((enum figure)f, CPU, runs),
+                   median((enum figure)f, UTIL, runs));
     }
     fflush(stdout);
     report("produce_acks1_1KB", FIG_P_1, MSGS, "msgs/s", "ceiling", FIG_CEIL_1, MSGS);
     report("produce_acksall_1KB", FIG_P_ALL, MSGS, "msgs/s", "ceiling", FIG_CEIL_ALL, MSGS);
     report("produce_acks1_1KB_8p", FIG_P_1_8P, MSGS, "msgs/s", "ceiling", FIG_CEIL_1, MSGS);
     report("produce_acksall_1KB_8p", FIG_P_ALL_8P, MSGS, "msgs/s", "ceiling", FIG_CEIL_ALL, MSGS);
+    report("produce_acks1_1KB_cpu", FIG_P_1, CPU, "us/msg", "ceiling", FIG_CEIL_1, CPU);
+    report("produce_acksall_1KB_cpu", FIG_P_ALL, CPU, "us/msg", "ceiling", FIG_CEIL_ALL, CPU);
     report("fetch_1KB", FIG_FETCH, MBS, "MB/s", NULL, FIG_FETCH, MBS);
     report("e2e_p50_100MBps", FIG_E2E, P50, "us", "tcp_pingpong_p50", FIG_PING, P50);
     report("e2e_p99_100MBps", FIG_E2E, P99, "us", "tcp_pingpong_p99", FIG_PING, P99);
