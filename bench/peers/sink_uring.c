@@ -11,10 +11,13 @@
  * for PRODUCE, acks), copies every received byte once into 1 MiB aligned staging buffers and
  * appends those to PATH with O_DIRECT writes through the ring (1 MiB, block aligned, up to
  * STAGE_COUNT in flight). Each frame is answered with a minimal PRODUCE response (header and an
- * empty topic array, 16 bytes): acks=0 never, acks=1 as soon as its bytes are in a staging
- * buffer, acks=all once a write of everything up to its last byte and an fdatasync after it
- * have completed (group commit: one write of the partly filled buffer, block-padded, linked to
- * one fdatasync, for all frames waiting; a sync starts only when no other write is in flight).
+ * empty topic array, 16 bytes), with the broker's meaning of acks: acks=0 never, acks=1 once
+ * everything up to its last byte is written (the broker's WRITTEN), acks=all once it is also
+ * fdatasync'd. Frames whose bytes are still in the partly filled buffer get a group flush: one
+ * write of that buffer, padded to whole blocks, and for acks=all an fdatasync linked after it,
+ * for every frame waiting; a flush starts only when no full-buffer write is in flight, and a
+ * buffer never has two writes in flight (as the broker's log, which also rewrites its last
+ * block as it fills).
  * What it does NOT do, and the broker does: decode or validate requests (no CRC-32C, no record
  * walk), topics and partitions (one file for everything, frame headers included), offsets,
  * an index, a page cache for reads, fetches, budgets and timeouts, fibers or a runtime. When
@@ -79,11 +82,12 @@ struct stalled {
     uint32_t length;
 };
 
-/* An acks=all frame: answered once the log is durable up to `end`. */
+/* A frame answered once the log is written (acks=1) or durable (acks=all) up to `end`. */
 struct waiting {
     int fd;
     uint32_t correlation;
     uint64_t end;
+    bool sync;
 };
 
 static struct io_uring ring;
@@ -106,10 +110,17 @@ static int stage_cur;                /* the buffer being filled */
 static uint32_t stage_fill;          /* bytes in it */
 static uint64_t stage_file_off;      /* where it goes in the file */
 static uint64_t log_end;             /* bytes appended (received) so far */
+static uint64_t written_end;         /* bytes written (a contiguous prefix) */
 static uint64_t durable_end;         /* bytes written and fdatasync'd */
-static uint64_t sync_target;         /* what the sync in flight covers */
-static unsigned writes_in_flight;
-static bool sync_in_flight;
+static uint64_t flush_target;        /* what the flush in flight covers */
+static unsigned writes_in_flight;    /* full-buffer writes */
+static unsigned waiting_sync;        /* acks=all frames waiting */
+static bool flush_in_flight, flush_syncs;
+static int flush_stage = -1; /* the buffer the flush in flight writes part of */
+/* A buffer that filled while a flush wrote part of it: its full write waits for the flush, so
+ * that no two writes of the same blocks are ever in flight together. */
+static int deferred_stage = -1;
+static uint64_t deferred_off;
 static volatile sig_atomic_t stop;
 static struct {
     unsigned long long recv_bytes, frames, writes, syncs, stalls;
@@ -272,6 +283,14 @@ static int next_free_stage(void)
     return -1;
 }
 
+static void write_full(int s, uint64_t off)
+{
+    struct io_uring_sqe *sqe = get_sqe();
+    io_uring_prep_write(sqe, file_fd, stage[s], STAGE_BYTES, off);
+    io_uring_sqe_set_data64(sqe, user_data(KIND_WRITE, s));
+    stats.writes++;
+}
+
 /* Writes the full current buffer and moves to the next one; false when none is free. */
 static bool rotate_stage(void)
 {
@@ -279,12 +298,14 @@ static bool rotate_stage(void)
     if (next < 0)
         return false;
     assert(stage_fill == STAGE_BYTES);
-    struct io_uring_sqe *sqe = get_sqe();
-    io_uring_prep_write(sqe, file_fd, stage[stage_cur], STAGE_BYTES, stage_file_off);
-    io_uring_sqe_set_data64(sqe, user_data(KIND_WRITE, stage_cur));
+    if (flush_in_flight && flush_stage == stage_cur) {
+        assert(deferred_stage < 0); /* the flush ends before the next buffer fills */
+        deferred_stage = stage_cur, deferred_off = stage_file_off;
+    } else {
+        write_full(stage_cur, stage_file_off);
+    }
     stage_busy[stage_cur] = true;
     writes_in_flight++;
-    stats.writes++;
     stage_cur = next;
     stage_fill = 0;
     stage_file_off += STAGE_BYTES;
@@ -340,10 +361,11 @@ static void parse_frames(int fd, const uint8_t *data, uint32_t length, uint64_t 
         bool produce = c->header[4] == 0 && c->header[5] == API_PRODUCE;
         if (produce && acks == 0)
             continue;
-        if (produce && acks == ACKS_ALL) {
+        if (produce) { /* acks=1 or all: once written or durable */
             assert(waiting_count < WAITING_MAX);
-            waiting[(waiting_head + waiting_count++) % WAITING_MAX] =
-                (struct waiting){.fd = fd, .correlation = correlation, .end = pos};
+            waiting[(waiting_head + waiting_count++) % WAITING_MAX] = (struct waiting){
+                .fd = fd, .correlation = correlation, .end = pos, .sync = acks == ACKS_ALL};
+            waiting_sync += acks == ACKS_ALL;
         } else {
             respond(fd, correlation);
         }
@@ -410,40 +432,70 @@ static void on_recv(struct io_uring_cqe *cqe, int fd)
     close_conn(fd);
 }
 
-/* Group commit: one write of the partly filled buffer and an fdatasync linked after it, for
- * every acks=all frame waiting, once no other write is in flight (fdatasync covers only
- * completed writes). */
-static void maybe_sync(void)
+/* Answers the waiting frames, oldest first, that are now written (acks=1) or durable. */
+static void answer_waiting(void)
 {
-    if (sync_in_flight || writes_in_flight > 0 || waiting_count == 0)
+    while (waiting_count > 0) {
+        struct waiting *w = &waiting[waiting_head];
+        if (w->end > (w->sync ? durable_end : written_end))
+            return;
+        respond(w->fd, w->correlation);
+        waiting_sync -= w->sync;
+        waiting_head = (waiting_head + 1) % WAITING_MAX;
+        waiting_count--;
+    }
+}
+
+/* Group commit: for every frame waiting, one write of the partly filled buffer (padded to whole
+ * blocks) and, if an acks=all frame waits, an fdatasync linked after it. It starts once no
+ * full-buffer write is in flight, so that on completion everything below its target is written
+ * (fdatasync covers only completed writes). */
+static void maybe_flush(void)
+{
+    if (flush_in_flight || writes_in_flight > 0 || waiting_count == 0)
         return;
-    sync_target = log_end;
+    if (waiting[waiting_head].end <= written_end && waiting_sync == 0)
+        return; /* answered by answer_waiting() */
+    flush_target = log_end;
+    flush_syncs = waiting_sync > 0;
     if (stage_fill > 0) {
         uint32_t bytes = (stage_fill + BLOCK_BYTES - 1) / BLOCK_BYTES * BLOCK_BYTES;
         struct io_uring_sqe *sqe = get_sqe();
         io_uring_prep_write(sqe, file_fd, stage[stage_cur], bytes, stage_file_off);
-        sqe->flags |= IOSQE_IO_LINK;
-        io_uring_sqe_set_data64(sqe, user_data(KIND_SYNC_WRITE, 0));
+        if (flush_syncs)
+            sqe->flags |= IOSQE_IO_LINK;
+        io_uring_sqe_set_data64(sqe, user_data(KIND_SYNC_WRITE, flush_syncs ? 0 : 1));
         stats.writes++;
     }
-    struct io_uring_sqe *sqe = get_sqe();
-    io_uring_prep_fsync(sqe, file_fd, IORING_FSYNC_DATASYNC);
-    io_uring_sqe_set_data64(sqe, user_data(KIND_SYNC, 0));
-    sync_in_flight = true;
-    stats.syncs++;
+    if (flush_syncs) {
+        struct io_uring_sqe *sqe = get_sqe();
+        io_uring_prep_fsync(sqe, file_fd, IORING_FSYNC_DATASYNC);
+        io_uring_sqe_set_data64(sqe, user_data(KIND_SYNC, 0));
+        stats.syncs++;
+    } else if (stage_fill == 0) {
+        written_end = flush_target; /* nothing staged past the full buffers, all written */
+        answer_waiting();
+        return;
+    }
+    flush_in_flight = true;
+    flush_stage = stage_cur;
 }
 
-static void on_sync(struct io_uring_cqe *cqe)
+/* The flush's last operation completed (its write, or the fdatasync after it). */
+static void on_flush(struct io_uring_cqe *cqe, bool synced)
 {
     if (cqe->res < 0)
-        die("fdatasync", -cqe->res);
-    sync_in_flight = false;
-    durable_end = sync_target;
-    while (waiting_count > 0 && waiting[waiting_head].end <= durable_end) {
-        respond(waiting[waiting_head].fd, waiting[waiting_head].correlation);
-        waiting_head = (waiting_head + 1) % WAITING_MAX;
-        waiting_count--;
+        die(synced ? "fdatasync" : "O_DIRECT write", -cqe->res);
+    flush_in_flight = false;
+    flush_stage = -1;
+    if (deferred_stage >= 0) {
+        write_full(deferred_stage, deferred_off);
+        deferred_stage = -1;
     }
+    written_end = flush_target;
+    if (synced)
+        durable_end = flush_target;
+    answer_waiting();
 }
 
 static void on_accept(struct io_uring_cqe *cqe)
@@ -484,13 +536,19 @@ static void handle(struct io_uring_cqe *cqe)
             die("O_DIRECT write", cqe->res < 0 ? -cqe->res : EIO);
         stage_busy[fd] = false;
         writes_in_flight--;
+        if (writes_in_flight == 0 && !flush_in_flight && stage_file_off > written_end) {
+            written_end = stage_file_off; /* every full buffer before the current one */
+            answer_waiting();
+        }
         break;
-    case KIND_SYNC_WRITE:
-        if (cqe->res < 0)
+    case KIND_SYNC_WRITE: /* fd 1: the flush's last operation */
+        if (fd == 1)
+            on_flush(cqe, false);
+        else if (cqe->res < 0)
             die("O_DIRECT write", -cqe->res);
         break;
     case KIND_SYNC:
-        on_sync(cqe);
+        on_flush(cqe, true);
         break;
     default:
         assert(!"unknown user_data");
@@ -606,7 +664,7 @@ int main(int argc, char **argv)
         }
         io_uring_cq_advance(&ring, seen);
         drain_stalled();
-        maybe_sync();
+        maybe_flush();
         flush_ready();
     }
     if (getenv("SINK_STATS") != NULL)
