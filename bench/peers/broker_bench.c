@@ -857,6 +857,10 @@ static bool run_e2e(int port, struct result *out)
     }
     run_end();
     latency_result(out);
+    if (!run.failed && turbine_histogram_count(&latency) == 0)
+        fprintf(stderr, "broker_bench: e2e: no record timed (%llu fetched, %llu sent)\n",
+                (unsigned long long)run.fetched_records,
+                producer != NULL ? (unsigned long long)producer->next_corr : 0ULL);
     return !run.failed && turbine_histogram_count(&latency) > 0;
 }
 
@@ -934,9 +938,9 @@ static void sink_round(int round)
 static void broker_round(int round)
 {
     int port = next_port++;
-    char port_s[16], dir[PATH_MAX + 16];
+    char port_s[16], dir[PATH_MAX + 32];
     snprintf(port_s, sizeof(port_s), "%d", port);
-    snprintf(dir, sizeof(dir), "%s/broker", data_dir);
+    snprintf(dir, sizeof(dir), "%s/broker%d", data_dir, round);
     /* --poll-us 0: the sink blocks in the kernel as soon as it is idle, so the broker does too;
      * spinning would bill idle time as server CPU per record */
     char *argv[] = {opt.turbine,    "broker", "--smp",       "1",    "--cpuset", "0",
