@@ -125,7 +125,6 @@ static int conn_count;
 static uint8_t batch[RECORDS * (RECORD_BYTES + 32) + 128];
 static size_t batch_bytes;
 static volatile pid_t child;
-static int next_port;
 static struct turbine_histogram latency;
 /* the current run */
 static struct {
@@ -260,7 +259,26 @@ static int connect_port(int port)
     return fd;
 }
 
-/* Starts `argv` and waits until `port` accepts; returns its pid or -1. */
+/* A port no one listens on now: the kernel's choice for a bind to port 0. (Fixed ranges
+ * collided with other benchmarks on a shared machine: a server that failed to bind looked
+ * started because someone else's server accepted.) */
+static int free_port(void)
+{
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof(addr);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    TURBINE_ASSERT(fd >= 0);
+    if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&addr, &len) != 0) {
+        perror("broker_bench: bind to port 0");
+        exit(1);
+    }
+    close(fd);
+    return ntohs(addr.sin_port);
+}
+
+/* Starts `argv` and waits until `port` accepts (and the child still runs: a server that failed
+ * to bind must not pass for one that started); returns its pid or -1. */
 static pid_t start_server(char *const argv[], int port)
 {
     pid_t pid = spawn(argv);
@@ -277,7 +295,12 @@ static pid_t start_server(char *const argv[], int port)
         int fd = connect_port(port);
         if (fd >= 0) {
             close(fd);
-            return pid;
+            sleep_ms(50);
+            if (waitpid(pid, &status, WNOHANG) == 0)
+                return pid;
+            fprintf(stderr, "broker_bench: %s exited at start (status 0x%x)\n", argv[0], status);
+            child = 0;
+            return -1;
         }
     }
     fprintf(stderr, "broker_bench: %s did not accept on port %d\n", argv[0], port);
@@ -858,9 +881,11 @@ static bool run_e2e(int port, struct result *out)
     run_end();
     latency_result(out);
     if (!run.failed && turbine_histogram_count(&latency) == 0)
-        fprintf(stderr, "broker_bench: e2e: no record timed (%llu fetched, %llu sent)\n",
-                (unsigned long long)run.fetched_records,
-                producer != NULL ? (unsigned long long)producer->next_corr : 0ULL);
+        fprintf(stderr,
+                "broker_bench: e2e: no record timed (%llu records fetched; PRODUCEs: %u sent, "
+                "%u unanswered)\n",
+                (unsigned long long)run.fetched_records, producer != NULL ? producer->next_corr : 0,
+                producer != NULL ? producer->in_flight : 0);
     return !run.failed && turbine_histogram_count(&latency) > 0;
 }
 
@@ -874,6 +899,9 @@ static bool run_pingpong(int port, struct result *out)
         pump(RUN_ECHO, 1, c, e2e_interval_ns());
     run_end();
     latency_result(out);
+    if (!run.failed && c != NULL && turbine_histogram_count(&latency) == 0)
+        fprintf(stderr, "broker_bench: ping-pong: no message timed (%u sent, %u not back)\n",
+                c->next_corr, c->in_flight);
     return !run.failed && turbine_histogram_count(&latency) > 0;
 }
 
@@ -915,7 +943,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag, struc
 
 static void sink_round(int round)
 {
-    int port = next_port++;
+    int port = free_port();
     char port_s[16], file[PATH_MAX + 16];
     snprintf(port_s, sizeof(port_s), "%d", port);
     snprintf(file, sizeof(file), "%s/sink.log", data_dir);
@@ -937,7 +965,7 @@ static void sink_round(int round)
 
 static void broker_round(int round)
 {
-    int port = next_port++;
+    int port = free_port();
     char port_s[16], dir[PATH_MAX + 32];
     snprintf(port_s, sizeof(port_s), "%d", port);
     snprintf(dir, sizeof(dir), "%s/broker%d", data_dir, round);
@@ -972,7 +1000,7 @@ static void broker_round(int round)
 
 static void echo_round(int round)
 {
-    int port = next_port++;
+    int port = free_port();
     char port_s[16];
     snprintf(port_s, sizeof(port_s), "%d", port);
     char *argv[] = {echo_path, "--cpu", "0", "--port", port_s, NULL};
@@ -1132,7 +1160,6 @@ int main(int argc, char **argv)
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     signal(SIGPIPE, SIG_IGN);
-    next_port = 20000 + (int)(getpid() % 200) * 50; /* below the ephemeral range */
     build_batch();
     run.send_cap = (size_t)((opt.warmup + opt.seconds + 1) * 1e9 / (double)e2e_interval_ns());
     run.send_ns = calloc(run.send_cap, sizeof(int64_t));
