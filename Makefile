@@ -149,11 +149,12 @@ BENCH_LIBS_nop_bench := -luring
 # generator (echo_client) are programs of their own in $(BUILD)/bench/peers/, not linked with
 # benchlib or loom. echo_bench (bench/peers/echo_bench.c) starts them and the loom echo server
 # as child processes; it is built into $(BUILD)/bench/ so scripts/bench.sh runs it.
-PEER_PROGRAMS := echo_uring echo_uv echo_client
+PEER_PROGRAMS := echo_uring echo_uv echo_client sink_uring
 PEERS := $(patsubst %,$(BUILD)/bench/peers/%,$(PEER_PROGRAMS))
 PEER_LIBS_echo_uring := -luring
 PEER_LIBS_echo_uv := -luv
 PEER_LIBS_echo_client := -luring
+PEER_LIBS_sink_uring := -luring
 ECHO_BENCH := $(BUILD)/bench/echo_bench
 benches: $(PEERS) $(ECHO_BENCH)
 
@@ -253,6 +254,16 @@ $(TURBINE_FUZZ_REPLAYS): $(BUILD)/test/%_test: %.c $(LIBTURBINE_A) $(LIBLOOM_A) 
 	    $(ALL_LDFLAGS) -o $@ $< $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)
 
 $(TURBINE_BENCHES): $(BUILD)/bench/%: %.c $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< \
+	    $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)
+
+# The broker benchmark (bench/peers/broker_bench.c): starts build/$(MODE)/turbine and its ceiling,
+# bench/peers/sink_uring, on CPU 0 and drives them from CPU 1 with turbine's protocol codec.
+BROKER_BENCH := $(BUILD)/bench/broker_bench
+benches: $(BROKER_BENCH)
+$(BROKER_BENCH): bench/peers/broker_bench.c $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) \
+    | $(PEERS) $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(Q)$(call say,CCLD,$@)$(CC) $(ALL_CFLAGS) $(TURBINE_CFLAGS) -Ibench $(ALL_LDFLAGS) -o $@ $< \
 	    $(BENCHLIB_OBJS) $(LIBTURBINE_A) $(LIBLOOM_A) $(TURBINE_LIBS) $(LIBS)

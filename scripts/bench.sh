@@ -5,7 +5,8 @@
 # summary of all their "bench:" lines.
 #
 #   scripts/bench.sh [BUILD_DIR]     (default build/release; `make bench` builds it first)
-#   BENCH_QUICK=1 gives the long peer comparisons (echo, files, IO pool) their --quick mode.
+#   BENCH_QUICK=1 gives the long peer comparisons (echo, files, IO pool, log, broker) their
+#   --quick mode.
 #
 # Exit status: 0 when every benchmark exited 0; 1 when one crashed or failed (the others still
 # run and the summary still prints); 2 when there is nothing to run.
@@ -37,7 +38,7 @@ for bench in "${benches[@]}"; do
     start=$(date +%s.%N)
     # stdout goes to the terminal and the log; stderr to the terminal only
     args=()
-    if [ -n "${BENCH_QUICK:-}" ] && [[ " echo_bench file_bench iopool_bench log_bench " == *" $name "* ]]; then
+    if [ -n "${BENCH_QUICK:-}" ] && [[ " echo_bench file_bench iopool_bench log_bench broker_bench " == *" $name "* ]]; then
         args=(--quick)
     fi
     "$bench" "${args[@]}" | tee -a "$log"
