@@ -317,8 +317,11 @@ static int conn_writer(void *arg)
             loom_baton_wait(&c->writer_baton, LOOM_NO_DEADLINE);
             continue;
         }
-        /* gather the ready responses at the head, in order */
-        size_t n = 0;
+        /* gather the ready responses at the head, in order. The send below suspends, and
+         * the reader may append requests meanwhile: afterwards exactly the `taken` requests
+         * gathered here are retired (a pointer to the first one not taken could be NULL now
+         * and would retire requests still running, whose memory their owners still write). */
+        size_t n = 0, taken = 0;
         struct turbine__request *end = c->head;
         while (end != NULL && end->done && n + end->iov_count <= WRITER_IOV) {
             if (!end->no_response) {
@@ -326,10 +329,11 @@ static int conn_writer(void *arg)
                 n += end->iov_count;
             }
             end = end->next;
+            taken++;
         }
         int rc = 0;
-        if (end == c->head) { /* one large response: from its own array */
-            end = c->head->next;
+        if (taken == 0) { /* one large response: from its own array */
+            taken = 1;
             if (!c->broken)
                 rc = send_all(c, c->head->iov, c->head->iov_count);
         } else if (!c->broken && n > 0) {
@@ -339,8 +343,9 @@ static int conn_writer(void *arg)
             c->broken = true;
             shutdown(c->sock.fd, SHUT_RDWR); /* the reader sees the end */
         }
-        while (c->head != end) {
+        for (; taken > 0; taken--) {
             struct turbine__request *r = c->head;
+            TURBINE_ASSERT(r != NULL && r->done);
             c->head = r->next;
             if (c->head == NULL)
                 c->tail = NULL;
