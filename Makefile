@@ -204,8 +204,9 @@ TURBINE_BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(TURBINE_BENCH_SRCS
 TURBINE_FUZZERS := $(patsubst %.c,build/fuzz/%,$(notdir $(TURBINE_FUZZ_SRCS)))
 LIBTURBINE_A := $(BUILD)/libturbine.a
 TURBINE_CFLAGS := -Iturbine/include -Iturbine/src
-# libinih for the broker's config file (pkg-config inih; plain -linih before deps are in)
-TURBINE_LIBS := -lisal $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+# libinih for the broker's config file (pkg-config inih; plain -linih before deps are in),
+# libhttp-parser for the broker's admin HTTP port (no pkg-config file in Debian)
+TURBINE_LIBS := -lisal $(shell pkg-config --libs inih 2>/dev/null || echo -linih) -lhttp_parser
 TURBINE_TEST_LIBS_batch_test := -lrdkafka
 TURBINE_HEADER_CHECKS := $(patsubst turbine/include/turbine/%.h,$(BUILD)/checkheaders/turbine/%.ok,\
                          $(wildcard turbine/include/turbine/*.h))

@@ -34,6 +34,7 @@ static int cache_stop(void *arg)
 static void stop_all(bool listening)
 {
     atomic_store(&turbine__broker.stopping, true);
+    turbine__admin_stop();
     if (listening)
         loom_invoke_on_all(turbine__server_core_stop, NULL, LOOM_NO_DEADLINE);
     loom_invoke_on_all(turbine__partitions_core_stop, NULL, LOOM_NO_DEADLINE);
@@ -75,6 +76,13 @@ static int broker_fiber(void *arg)
     if (rc < 0) {
         fprintf(stderr, "turbine broker: cannot listen on %s:%" PRIu32 ": %s\n", cfg->listen_host,
                 cfg->port, strerror(-rc));
+        stop_all(true);
+        return 1;
+    }
+    rc = turbine__admin_start();
+    if (rc < 0) {
+        fprintf(stderr, "turbine broker: cannot listen on admin port %s:%" PRIu32 ": %s\n",
+                cfg->listen_host, cfg->admin_port, strerror(-rc));
         stop_all(true);
         return 1;
     }

@@ -613,6 +613,11 @@ static void handle_produce(struct turbine__request *req)
     TURBINE_ASSERT(i == n);
     scatter(pc.parts, n, sizeof(*pc.parts));
     turbine_routing_release(r);
+    for (size_t k = 0; k < n; k++) {
+        turbine__metrics_error(pc.parts[k].error);
+        if (pc.parts[k].error == TURBINE_ERR_NONE)
+            turbine__metrics_here()->produce_bytes += pc.parts[k].records_size;
+    }
     if (!req->no_response && turbine__respond(req, emit_produce, &pc, false) < 0)
         turbine__respond_error(req, TURBINE_ERR_UNKNOWN);
 }

@@ -386,3 +386,12 @@ int turbine__partitions_core_stop(void *arg)
     free(pc);
     return 0;
 }
+
+struct turbine_log *turbine__partition_peek(uint64_t topic_id, uint32_t p)
+{
+    struct part_core *pc = cores[loom_core_id()];
+    if (pc == NULL || !pc->started)
+        return NULL;
+    struct turbine__partition *part = lookup(pc, topic_id, p);
+    return part != NULL && !part->closing && part->open_waiters == 0 ? part->log : NULL;
+}

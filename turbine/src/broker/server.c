@@ -237,6 +237,7 @@ static void emit_error(struct turbine_proto_writer *w, void *arg)
 void turbine__respond_error(struct turbine__request *req, enum turbine_error error)
 {
     TURBINE_ASSERT(error != TURBINE_ERR_NONE);
+    turbine__metrics_error(error);
     struct error_ctx e = {.h = &req->req.header, .error = error};
     int rc = turbine__respond(req, emit_error, &e, false);
     TURBINE_ASSERT(rc == 0); /* 12 bytes fit the inline buffer */
@@ -363,10 +364,12 @@ static int conn_writer(void *arg)
 static int request_run(void *arg)
 {
     struct turbine__request *req = arg;
+    int64_t start_ns = loom_now_ns();
     if (atomic_load(&turbine__broker.stopping) && req->req.header.api_key != TURBINE_API_HANDSHAKE)
         turbine__respond_error(req, TURBINE_ERR_SHUTTING_DOWN);
     else
         turbine__handle(req);
+    turbine__metrics_request(req->req.header.api_key, loom_now_ns() - start_ns);
     req->done = true;
     writer_wake(req->conn);
     return 0;
