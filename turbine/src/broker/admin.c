@@ -168,15 +168,16 @@ static void conn_start(int fd)
     }
 }
 
+/* Accepts until stopped. It stops the acceptor itself: loom_accept() and loom_acceptor_stop()
+ * from two fibers would wait on the acceptor at once, so the accept wakes every 100 ms to look. */
 static int accept_fiber(void *arg)
 {
     while (!admin.stopping) {
-        int fd = loom_accept(&admin.acceptor, LOOM_NO_DEADLINE);
+        int fd = loom_accept(&admin.acceptor, loom_deadline_in(100 * LOOM_NS_PER_MS));
         if (fd >= 0)
             conn_start(fd);
-        else if (fd != -EMFILE && fd != -ENFILE && fd != -ECONNABORTED)
-            break; /* stopped */
     }
+    loom_acceptor_stop(&admin.acceptor);
     admin.accepting = false;
     return 0;
 }
@@ -214,8 +215,7 @@ void turbine__admin_stop(void)
 {
     if (!admin.running)
         return;
-    admin.stopping = true;
-    loom_acceptor_stop(&admin.acceptor); /* the accept fiber sees an error and returns */
+    admin.stopping = true; /* the accept fiber stops the acceptor and returns */
     /* connections end by themselves within ADMIN_READ_MS (their read deadline) */
     for (int i = 0; (admin.accepting || admin.conns > 0) && i < 2 * ADMIN_READ_MS; i++)
         loom_sleep(LOOM_NS_PER_MS);
