@@ -187,6 +187,19 @@ struct turbine__offsets_call {
 int turbine__offsets_call(void *arg);
 int turbine__offsets_core_stop(void *arg);
 
+/* ---- the log (logging.c) -------------------------------------------------------------------- */
+
+/* Start-up and shutdown lines ("serving ..." tells scripts the broker is ready): written at
+ * every log_level, tagged INFO. */
+#define TURBINE_LOG_ALWAYS ((enum turbine_log_level) - 1)
+
+/* True when messages of `level` are written (log_level). */
+bool turbine__log_enabled(enum turbine_log_level level);
+/* Writes one line "TIME LEVEL core N SUBSYSTEM: message" to stderr when `level` is enabled.
+ * Core: a reactor thread. */
+void turbine__log(enum turbine_log_level level, const char *subsystem, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 /* ---- metrics (metrics.c) and the admin HTTP port (admin.c) ----------------------------------- */
 
 /* Request latency buckets (upper bounds in seconds, Prometheus `le`), the last one +Inf. */

@@ -605,8 +605,8 @@ static void on_accept(struct loom_acceptor *a, int fd)
     struct server_core *sc = a->data;
     if (fd < 0) {
         if (fd != -ECANCELED)
-            fprintf(stderr, "turbine broker: accept on core %u: %s\n", loom_core_id(),
-                    strerror(-fd));
+            turbine__log(TURBINE_LOG_WARN, "server", "accept on core %u: %s", loom_core_id(),
+                         strerror(-fd));
         return;
     }
     if (sc->stopping || atomic_fetch_add(&turbine__broker.connections, 1) >=
@@ -770,10 +770,9 @@ int turbine__server_core_stop(void *arg)
         sc->idle_waiter = NULL;
         loom_baton_deinit(&b);
         if (rc < 0) {
-            fprintf(stderr,
-                    "turbine broker: core %u: %u connection(s) still busy after %" PRId64
-                    " ms; closing them\n",
-                    loom_core_id(), sc->conn_count, cfg->shutdown_timeout_ms);
+            turbine__log(TURBINE_LOG_WARN, "server",
+                         "%u connection(s) still busy after %" PRId64 " ms; closing them",
+                         sc->conn_count, cfg->shutdown_timeout_ms);
             for (struct turbine__conn *c = sc->conns; c; c = c->next) {
                 c->broken = true;
                 shutdown(c->sock.fd, SHUT_RDWR);
