@@ -4,7 +4,7 @@
  * the page caches, the request counters and latency histograms, and a produce moves the
  * counters and the partition's end offset; an unknown path gets 404, a malformed request 400,
  * and the broker keeps serving.
- * LOOM_TEST_TAGS: no-valgrind
+ * LOOM_TEST_TAGS: no-valgrind tsan
  */
 #include "broker/broker_test_util.h"
 
