@@ -206,8 +206,9 @@ TURBINE_BENCHES := $(patsubst %.c,$(BUILD)/bench/%,$(notdir $(TURBINE_BENCH_SRCS
 TURBINE_FUZZERS := $(patsubst %.c,build/fuzz/%,$(notdir $(TURBINE_FUZZ_SRCS)))
 LIBTURBINE_A := $(BUILD)/libturbine.a
 TURBINE_CFLAGS := -Iturbine/include -Iturbine/src
-# libinih for the broker's config file (pkg-config inih; plain -linih before deps are in)
-TURBINE_LIBS := -lisal $(shell pkg-config --libs inih 2>/dev/null || echo -linih)
+# libinih for the broker's config file (pkg-config inih; plain -linih before deps are in),
+# libhttp-parser for the broker's admin HTTP port (no pkg-config file in Debian)
+TURBINE_LIBS := -lisal $(shell pkg-config --libs inih 2>/dev/null || echo -linih) -lhttp_parser
 TURBINE_TEST_LIBS_batch_test := -lrdkafka
 TURBINE_HEADER_CHECKS := $(patsubst turbine/include/turbine/%.h,$(BUILD)/checkheaders/turbine/%.ok,\
                          $(wildcard turbine/include/turbine/*.h))
@@ -284,12 +285,15 @@ $(TURBINE_HEADER_CHECKS): $(BUILD)/checkheaders/turbine/%.ok: turbine/include/tu
 	@mkdir -p $(dir $@)
 	@echo '#include "turbine/$*.h"' | $(CC) -std=gnu17 -Wall -Wextra -Werror -Iturbine/include \
 	    -Iloom/include -x c -fsyntax-only - && touch $@
-# make soak: the storage and broker crash tests at length (release; not part of make test).
+# make soak: the storage and broker crash tests at length and 10,000 broker connections
+# (release; not part of make test).
 soak: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release build/release/test/crash_test \
-	    build/release/test/simcrash_test build/release/test/broker_crash_test build/release/turbine
+	    build/release/test/simcrash_test build/release/test/broker_crash_test build/release/turbine \
+	    build/release/test/conn1000_test
 	@start=$$(date +%s); CRASH_CYCLES=5000 build/release/test/crash_test && \
 	    BROKER_CRASH_CYCLES=1000 build/release/test/broker_crash_test && \
+	    CONN_COUNT=10000 build/release/test/conn1000_test && \
 	    SIMCRASH_BASE=random SIMCRASH_SEEDS=10000 build/release/test/simcrash_test 2>/dev/null && \
 	    echo "soak: passed in $$(( $$(date +%s) - start )) s" || \
 	    { echo "soak: FAILED after $$(( $$(date +%s) - start )) s"; exit 1; }

@@ -15,6 +15,7 @@ PACKAGES=(
     libisal-dev         # CRC-32C (crc32_iscsi) for turbine RecordBatch v2
     librdkafka-dev      # reference RecordBatch bytes in turbine's batch_test
     libinih-dev         # the broker's key = value config file (<ini.h>, pkg-config inih)
+    libhttp-parser-dev  # the broker's admin HTTP port (/metrics, /health)
     redis-server libhiredis-dev  # make bench-peers: Redis Streams and its load generator
     nats-server libnats-dev      # make bench-peers: NATS JetStream and its load generator
     gnuplot-nox                  # turbine bench --plot (optional: a clear message without it)

@@ -34,6 +34,7 @@ static int cache_stop(void *arg)
 static void stop_all(bool listening)
 {
     atomic_store(&turbine__broker.stopping, true);
+    turbine__admin_stop();
     if (listening)
         loom_invoke_on_all(turbine__server_core_stop, NULL, LOOM_NO_DEADLINE);
     loom_invoke_on_all(turbine__partitions_core_stop, NULL, LOOM_NO_DEADLINE);
@@ -57,8 +58,8 @@ static int broker_fiber(void *arg)
     loom_mutex_init(&turbine__broker.admin_lock);
     rc = loom_invoke_on_all(cache_start, NULL, LOOM_NO_DEADLINE);
     if (rc < 0) {
-        fprintf(stderr, "turbine broker: page cache of %" PRIu64 " bytes per core: %s\n",
-                cfg->cache_bytes, strerror(-rc));
+        turbine__log(TURBINE_LOG_ERROR, "broker", "page cache of %" PRIu64 " bytes per core: %s",
+                     cfg->cache_bytes, strerror(-rc));
         return 1;
     }
     rc = loom_invoke_on_all(turbine__partitions_core_start, NULL, LOOM_NO_DEADLINE);
@@ -67,26 +68,33 @@ static int broker_fiber(void *arg)
     else
         snprintf(error, sizeof(error), "partition tables: %s", strerror(-rc));
     if (rc < 0) {
-        fprintf(stderr, "turbine broker: %s\n", error);
+        turbine__log(TURBINE_LOG_ERROR, "broker", "%s", error);
         stop_all(false);
         return 1;
     }
     rc = loom_invoke_on_all(turbine__server_core_start, NULL, LOOM_NO_DEADLINE);
     if (rc < 0) {
-        fprintf(stderr, "turbine broker: cannot listen on %s:%" PRIu32 ": %s\n", cfg->listen_host,
-                cfg->port, strerror(-rc));
+        turbine__log(TURBINE_LOG_ERROR, "server", "cannot listen on %s:%" PRIu32 ": %s",
+                     cfg->listen_host, cfg->port, strerror(-rc));
         stop_all(true);
         return 1;
     }
-    printf("turbine broker: serving %s:%" PRIu32 " from %s on %u core(s)\n", cfg->listen_host,
-           cfg->port, cfg->data_dir, loom_core_count());
-    fflush(stdout);
+    rc = turbine__admin_start();
+    if (rc < 0) {
+        turbine__log(TURBINE_LOG_ERROR, "admin", "cannot listen on %s:%" PRIu32 ": %s",
+                     cfg->listen_host, cfg->admin_port, strerror(-rc));
+        stop_all(true);
+        return 1;
+    }
+    turbine__log(TURBINE_LOG_ALWAYS, "broker", "serving %s:%" PRIu32 " from %s on %u core(s)",
+                 cfg->listen_host, cfg->port, cfg->data_dir, loom_core_count());
+    if (cfg->admin_port != 0)
+        turbine__log(TURBINE_LOG_INFO, "admin", "metrics and health on http://%s:%" PRIu32,
+                     cfg->listen_host, cfg->admin_port);
     loom_wait_shutdown(LOOM_NO_DEADLINE);
-    printf("turbine broker: shutting down\n");
-    fflush(stdout);
+    turbine__log(TURBINE_LOG_ALWAYS, "broker", "shutting down");
     stop_all(true);
-    printf("turbine broker: stopped\n");
-    fflush(stdout);
+    turbine__log(TURBINE_LOG_ALWAYS, "broker", "stopped");
     return 0;
 }
 

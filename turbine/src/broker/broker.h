@@ -187,4 +187,51 @@ struct turbine__offsets_call {
 int turbine__offsets_call(void *arg);
 int turbine__offsets_core_stop(void *arg);
 
+/* ---- the log (logging.c) -------------------------------------------------------------------- */
+
+/* Start-up and shutdown lines ("serving ..." tells scripts the broker is ready): written at
+ * every log_level, tagged INFO. */
+#define TURBINE_LOG_ALWAYS ((enum turbine_log_level) - 1)
+
+/* True when messages of `level` are written (log_level). */
+bool turbine__log_enabled(enum turbine_log_level level);
+/* Writes one line "TIME LEVEL core N SUBSYSTEM: message" to stderr when `level` is enabled.
+ * Core: a reactor thread. */
+void turbine__log(enum turbine_log_level level, const char *subsystem, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- metrics (metrics.c) and the admin HTTP port (admin.c) ----------------------------------- */
+
+/* Request latency buckets (upper bounds in seconds, Prometheus `le`), the last one +Inf. */
+#define TURBINE_LATENCY_BUCKETS 16
+
+/* One core's counters: written only by that core (no locks, no atomics on the data path), read
+ * by that core when /metrics gathers them (loom_invoke_on_all). */
+struct turbine__core_metrics {
+    uint64_t requests[TURBINE_API_COUNT];
+    uint64_t latency[2][TURBINE_LATENCY_BUCKETS]; /* [0] produce, [1] fetch: per bucket */
+    uint64_t latency_sum_ns[2];
+    uint64_t errors[TURBINE_ERR_MAX + 1]; /* by wire error code */
+    uint64_t produce_bytes;               /* record bytes of partitions produced without error */
+} __attribute__((aligned(64)));
+
+/* The calling core's counters. */
+struct turbine__core_metrics *turbine__metrics_here(void);
+/* Counts a finished request of `api_key` that took `ns` on the connection's core. */
+void turbine__metrics_request(uint16_t api_key, int64_t ns);
+/* Counts an error answered (whole request or one partition). */
+void turbine__metrics_error(uint16_t error);
+
+/* Appends the Prometheus text of every core's counters, loom's reactor counters, the page
+ * caches and the open partitions to a malloc'd buffer. Returns its length or -errno.
+ * Core: 0, a fiber (it gathers with loom_invoke_on_all). */
+ssize_t turbine__metrics_render(char **out);
+
+/* Starts / stops the admin HTTP port (/metrics, /health). Core: 0, a fiber. */
+int turbine__admin_start(void);
+void turbine__admin_stop(void);
+
+/* The open partition's log, or NULL when it is not open on the calling core (no open). */
+struct turbine_log *turbine__partition_peek(uint64_t topic_id, uint32_t p);
+
 #endif

@@ -2,17 +2,20 @@
  * broker_crash_test.c - kill -9 during acks=all produce: each cycle starts the real broker on
  * the same data directory, checks that every record acknowledged so far is there at its
  * acknowledged offset with identical bytes (and that offsets are dense), then produces acks=all
- * batches to two partitions on two cores with several requests in flight, and SIGKILLs the
- * broker with requests still unanswered. Responses that reached the socket before the kill
- * count as acknowledged. Cycles: 60 (LOOM_TEST_SCALE applies), BROKER_CRASH_CYCLES overrides
- * (make soak runs more). Seeded: BROKER_CRASH_SEED (default 1).
+ * batches to two partitions on two cores with 1..32 requests in flight (BROKER_CRASH_WINDOW
+ * fixes it), and SIGKILLs the broker with requests still unanswered. Responses that reached the
+ * socket before the kill count as acknowledged. Cycles: 60 (LOOM_TEST_SCALE applies),
+ * BROKER_CRASH_CYCLES overrides (make soak runs more). Seeded: BROKER_CRASH_SEED (default 1).
  * LOOM_TEST_TAGS: no-valgrind timeout=280
  */
 #include "broker/broker_test_util.h"
 
 #define PARTITIONS 2
 #define ACKED_MAX  200000
-#define WINDOW     4
+#define WINDOW_MAX 256
+
+static size_t window_fixed; /* BROKER_CRASH_WINDOW: requests in flight (else 1..32 per cycle) */
+static size_t window;
 
 struct acked {
     int64_t offset;
@@ -88,8 +91,8 @@ static void record_ack(uint32_t corr, const struct turbine_response *resp, uint3
             fprintf(stderr, "  acked seed %" PRIu64 " (%d records) at %" PRId64 "\n",
                     acked[p][k].seed, 1 + (int)(acked[p][k].seed % 5), acked[p][k].offset);
         for (size_t k = 0; k < pending; k++)
-            fprintf(stderr, "  request %zu: corr %u seed %" PRIu64 " partition %d\n", k, corrs[k],
-                    seeds[k], parts[k]);
+            fprintf(stderr, "  request %zu: corr %u seed %" PRIu64 " partition %d size %u\n", k,
+                    corrs[k], seeds[k], parts[k], batch_of(seeds[k], scratch, sizeof(scratch)));
         test_fail_(__FILE__, __LINE__,
                    "partition %d: request %zu (seed %" PRIu64 ") acknowledged at %" PRId64
                    " after seed %" PRIu64 " at %" PRId64,
@@ -99,17 +102,18 @@ static void record_ack(uint32_t corr, const struct turbine_response *resp, uint3
     acked[p][acked_count[p]++] = (struct acked){.offset = r.base_offset, .seed = seeds[i]};
 }
 
-/* Produces until `sends` requests went out, then kills the broker with WINDOW unanswered. */
+/* Produces until `sends` requests went out, then kills the broker with some unanswered. */
 static void produce_and_kill(struct tb_broker *b, uint64_t *seed_state, uint64_t *next_seed)
 {
+    window = window_fixed ? window_fixed : 1 + tb_splitmix(seed_state) % 32;
     int fd = tb_connect(b->port);
-    int sends = 5 + (int)(tb_splitmix(seed_state) % 40);
-    uint32_t corrs[1024];
-    uint64_t seeds[1024];
-    int32_t parts[1024];
+    int sends = 5 + (int)(tb_splitmix(seed_state) % (10 * window));
+    uint32_t corrs[16 * WINDOW_MAX];
+    uint64_t seeds[16 * WINDOW_MAX];
+    int32_t parts[16 * WINDOW_MAX];
     size_t sent = 0, answered = 0;
     while ((int)sent < sends) {
-        while (sent - answered < WINDOW && (int)sent < sends) {
+        while (sent - answered < window && (int)sent < sends) {
             seeds[sent] = (*next_seed)++;
             parts[sent] = (int32_t)(seeds[sent] % PARTITIONS);
             uint32_t size = batch_of(seeds[sent], scratch, sizeof(scratch));
@@ -153,6 +157,9 @@ int main(void)
     CHECK_EQ(tb_create_topic(fd, "crash", PARTITIONS, TURBINE_TOPIC_DURABILITY_FSYNC),
              TURBINE_ERR_NONE);
     close(fd);
+    if (getenv("BROKER_CRASH_WINDOW") != NULL)
+        window_fixed = strtoull(getenv("BROKER_CRASH_WINDOW"), NULL, 10);
+    CHECK(window_fixed <= WINDOW_MAX);
     uint64_t next_seed = 1;
     int64_t t0 = tb_now_ms();
     for (int64_t cycle = 0; cycle < cycles; cycle++) {

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -99,6 +100,7 @@ static inline void tb_start(struct tb_broker *b, unsigned smp, const char *const
     b->pid = fork();
     CHECK_GE(b->pid, 0);
     if (b->pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed test leaves no broker serving its port */
         dup2(fd, 1);
         dup2(fd, 2);
         execv(b->bin, (char *const *)argv);

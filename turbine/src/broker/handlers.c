@@ -178,6 +178,9 @@ static int admin_create(void *arg)
         if (a->rc == 0)
             a->rc = turbine_topics_create(turbine__broker.topics, a->name, a->partitions,
                                           &a->settings, &a->topic_id);
+        if (a->rc == 0)
+            turbine__log(TURBINE_LOG_INFO, "topics", "created %s with %u partition(s)", a->name,
+                         a->partitions);
     }
     loom_mutex_unlock(&turbine__broker.admin_lock);
     return a->rc;
@@ -206,11 +209,12 @@ static int admin_delete(void *arg)
         /* returns once no request holds a snapshot with the topic */
         a->rc = turbine_topics_delete(turbine__broker.topics, a->name);
         if (a->rc == 0) {
+            turbine__log(TURBINE_LOG_INFO, "topics", "deleted %s", a->name);
             loom_invoke_on_all(forget_on_core, a, LOOM_NO_DEADLINE);
             int rc = remove_topic_dir(a->name);
             if (rc < 0)
-                fprintf(stderr, "turbine broker: removing the files of deleted topic %s: %s\n",
-                        a->name, strerror(-rc));
+                turbine__log(TURBINE_LOG_WARN, "topics",
+                             "removing the files of deleted topic %s: %s", a->name, strerror(-rc));
         }
     }
     loom_mutex_unlock(&turbine__broker.admin_lock);
@@ -613,6 +617,11 @@ static void handle_produce(struct turbine__request *req)
     TURBINE_ASSERT(i == n);
     scatter(pc.parts, n, sizeof(*pc.parts));
     turbine_routing_release(r);
+    for (size_t k = 0; k < n; k++) {
+        turbine__metrics_error(pc.parts[k].error);
+        if (pc.parts[k].error == TURBINE_ERR_NONE)
+            turbine__metrics_here()->produce_bytes += pc.parts[k].records_size;
+    }
     if (!req->no_response && turbine__respond(req, emit_produce, &pc, false) < 0)
         turbine__respond_error(req, TURBINE_ERR_UNKNOWN);
 }

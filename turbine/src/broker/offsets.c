@@ -184,8 +184,8 @@ static int group_load(struct group *g)
     }
     free(text);
     if (rc < 0)
-        fprintf(stderr, "turbine broker: consumer offsets file %s: %s\n", path,
-                rc == -EUCLEAN ? "damaged (bad format or CRC)" : strerror(-rc));
+        turbine__log(TURBINE_LOG_ERROR, "offsets", "consumer offsets file %s: %s", path,
+                     rc == -EUCLEAN ? "damaged (bad format or CRC)" : strerror(-rc));
     return rc;
 }
 

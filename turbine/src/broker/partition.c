@@ -90,8 +90,9 @@ static int retention_run(void *arg)
             p->users++; /* the chain may change while retention suspends */
             int rc = turbine_log_apply_retention(p->log, now_ms);
             if (rc < 0)
-                fprintf(stderr, "turbine broker: retention of topic id %" PRIu64 "/%u: %s\n",
-                        p->topic_id, p->partition, strerror(-rc));
+                turbine__log(TURBINE_LOG_WARN, "partition",
+                             "retention of topic id %" PRIu64 "/%u: %s", p->topic_id, p->partition,
+                             strerror(-rc));
             turbine__partition_put(p);
         }
     }
@@ -201,8 +202,8 @@ int turbine__partition_get(const struct turbine_topic_entry *topic, uint32_t p,
         if (rc < 0 || part->log == NULL) {
             turbine__partition_put(part);
             if (rc < 0)
-                fprintf(stderr, "turbine broker: opening %s/%u: %s\n", topic->name, p,
-                        strerror(-rc));
+                turbine__log(TURBINE_LOG_ERROR, "partition", "opening %s/%u: %s", topic->name, p,
+                             strerror(-rc));
             return rc < 0 ? rc : -ESHUTDOWN;
         }
     }
@@ -328,8 +329,9 @@ static void partition_close(struct part_core *pc, struct turbine__partition *par
     if (part->log != NULL) {
         int rc = turbine_log_close(part->log); /* wakes the watcher: it sees `closing` */
         if (rc < 0)
-            fprintf(stderr, "turbine broker: closing topic id %" PRIu64 " partition %u: %s\n",
-                    part->topic_id, part->partition, strerror(-rc));
+            turbine__log(TURBINE_LOG_ERROR, "partition",
+                         "closing topic id %" PRIu64 " partition %u: %s", part->topic_id,
+                         part->partition, strerror(-rc));
         part->log = NULL;
     }
     while (part->watcher_running) {
@@ -385,4 +387,13 @@ int turbine__partitions_core_stop(void *arg)
     cores[loom_core_id()] = NULL;
     free(pc);
     return 0;
+}
+
+struct turbine_log *turbine__partition_peek(uint64_t topic_id, uint32_t p)
+{
+    struct part_core *pc = cores[loom_core_id()];
+    if (pc == NULL || !pc->started)
+        return NULL;
+    struct turbine__partition *part = lookup(pc, topic_id, p);
+    return part != NULL && !part->closing && part->open_waiters == 0 ? part->log : NULL;
 }

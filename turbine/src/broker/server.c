@@ -237,6 +237,7 @@ static void emit_error(struct turbine_proto_writer *w, void *arg)
 void turbine__respond_error(struct turbine__request *req, enum turbine_error error)
 {
     TURBINE_ASSERT(error != TURBINE_ERR_NONE);
+    turbine__metrics_error(error);
     struct error_ctx e = {.h = &req->req.header, .error = error};
     int rc = turbine__respond(req, emit_error, &e, false);
     TURBINE_ASSERT(rc == 0); /* 12 bytes fit the inline buffer */
@@ -317,10 +318,11 @@ static int conn_writer(void *arg)
             loom_baton_wait(&c->writer_baton, LOOM_NO_DEADLINE);
             continue;
         }
-        /* gather the ready responses at the head, in order. They are counted, not marked by
-         * the request after them: requests that arrive while the send blocks are appended to
-         * the list (a NULL end would then take them too, done or not). */
-        size_t n = 0, ready = 0;
+        /* gather the ready responses at the head, in order. The send below suspends, and
+         * the reader may append requests meanwhile: afterwards exactly the `taken` requests
+         * gathered here are retired (a pointer to the first one not taken could be NULL now
+         * and would retire requests still running, whose memory their owners still write). */
+        size_t n = 0, taken = 0;
         struct turbine__request *end = c->head;
         while (end != NULL && end->done && n + end->iov_count <= WRITER_IOV) {
             if (!end->no_response) {
@@ -328,11 +330,11 @@ static int conn_writer(void *arg)
                 n += end->iov_count;
             }
             end = end->next;
-            ready++;
+            taken++;
         }
         int rc = 0;
-        if (ready == 0) { /* one large response: from its own array */
-            ready = 1;
+        if (taken == 0) { /* one large response: from its own array */
+            taken = 1;
             if (!c->broken)
                 rc = send_all(c, c->head->iov, c->head->iov_count);
         } else if (!c->broken && n > 0) {
@@ -342,7 +344,7 @@ static int conn_writer(void *arg)
             c->broken = true;
             shutdown(c->sock.fd, SHUT_RDWR); /* the reader sees the end */
         }
-        for (; ready > 0; ready--) {
+        for (; taken > 0; taken--) {
             struct turbine__request *r = c->head;
             TURBINE_ASSERT(r != NULL && r->done);
             c->head = r->next;
@@ -362,10 +364,12 @@ static int conn_writer(void *arg)
 static int request_run(void *arg)
 {
     struct turbine__request *req = arg;
+    int64_t start_ns = loom_now_ns();
     if (atomic_load(&turbine__broker.stopping) && req->req.header.api_key != TURBINE_API_HANDSHAKE)
         turbine__respond_error(req, TURBINE_ERR_SHUTTING_DOWN);
     else
         turbine__handle(req);
+    turbine__metrics_request(req->req.header.api_key, loom_now_ns() - start_ns);
     req->done = true;
     writer_wake(req->conn);
     return 0;
@@ -601,8 +605,8 @@ static void on_accept(struct loom_acceptor *a, int fd)
     struct server_core *sc = a->data;
     if (fd < 0) {
         if (fd != -ECANCELED)
-            fprintf(stderr, "turbine broker: accept on core %u: %s\n", loom_core_id(),
-                    strerror(-fd));
+            turbine__log(TURBINE_LOG_WARN, "server", "accept on core %u: %s", loom_core_id(),
+                         strerror(-fd));
         return;
     }
     if (sc->stopping || atomic_fetch_add(&turbine__broker.connections, 1) >=
@@ -766,10 +770,9 @@ int turbine__server_core_stop(void *arg)
         sc->idle_waiter = NULL;
         loom_baton_deinit(&b);
         if (rc < 0) {
-            fprintf(stderr,
-                    "turbine broker: core %u: %u connection(s) still busy after %" PRId64
-                    " ms; closing them\n",
-                    loom_core_id(), sc->conn_count, cfg->shutdown_timeout_ms);
+            turbine__log(TURBINE_LOG_WARN, "server",
+                         "%u connection(s) still busy after %" PRId64 " ms; closing them",
+                         sc->conn_count, cfg->shutdown_timeout_ms);
             for (struct turbine__conn *c = sc->conns; c; c = c->next) {
                 c->broken = true;
                 shutdown(c->sock.fd, SHUT_RDWR);
