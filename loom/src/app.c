@@ -696,6 +696,8 @@ int loom_app_main(const struct loom_app *app, int argc, char **argv)
     LOOM_ASSERTF(build_longopts(app, longopts, 128) == 0, "too many program options");
     struct loom_config config;
     loom_config_init(&config);
+    if (app->defaults)
+        app->defaults(&config);
     opterr = 0;
     optind = 1;
     for (;;) {

@@ -67,6 +67,9 @@ struct loom_app {
     size_t option_count;
     loom_fiber_fn main; /* runs as the first fiber on core 0; its result is the exit status */
     void *arg;
+    /* Adjusts loom's defaults before argv is parsed (options still override them); NULL keeps
+     * loom_config_init()'s. */
+    void (*defaults)(struct loom_config *config);
 };
 
 /* Parses argv (standard options plus app->options), then runs as loom_run() does. Positional

@@ -98,6 +98,14 @@ static int broker_fiber(void *arg)
     return 0;
 }
 
+/* Receive buffers of 64 KiB (loom's default is 16 KiB): a produce frame of a 16 KiB batch and
+ * more then lies in one buffer, and the owner core copies it straight into the log (the only
+ * copy); a frame spread over several buffers is assembled first (a second copy). */
+static void broker_defaults(struct loom_config *config)
+{
+    config->net_buffer_size = 64 * 1024;
+}
+
 int turbine__broker_main(int argc, char **argv)
 {
     turbine_broker_flags_init(&flags);
@@ -109,6 +117,7 @@ int turbine__broker_main(int argc, char **argv)
         .options = flags.options,
         .option_count = flags.option_count,
         .main = broker_fiber,
+        .defaults = broker_defaults,
     };
     return loom_app_main(&app, argc, argv);
 }
