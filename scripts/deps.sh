@@ -12,6 +12,7 @@ PACKAGES=(
     libuv1-dev          # benchmark baseline (loom IO)
     fio                 # benchmark baseline (loom IO, log)
     procps util-linux   # ps, taskset, script in tests
+    curl                # metrics_test fetches the broker's /metrics
     libisal-dev         # CRC-32C (crc32_iscsi) for turbine RecordBatch v2
     librdkafka-dev      # reference RecordBatch bytes in turbine's batch_test
     libinih-dev         # the broker's key = value config file (<ini.h>, pkg-config inih)
