@@ -145,6 +145,7 @@ struct turbine_log_stats {
     uint64_t write_bytes;    /* bytes written (tail blocks count again) */
     uint64_t flushes;        /* fdatasyncs */
     uint64_t segments;       /* segments in the log now */
+    uint64_t size;           /* bytes of batches in them (not the preallocated space) */
     uint64_t rolls;          /* segments rolled */
     uint64_t deleted;        /* segments deleted by retention */
     uint64_t recovered_torn; /* bytes cut from a torn tail at open */

@@ -1139,27 +1139,6 @@ struct describe_part {
     struct turbine_describe_partition out;
 };
 
-/* Bytes of the partition's segment files (a directory scan: the admin path). */
-static int64_t partition_size(const struct turbine_topic_entry *t, uint32_t p)
-{
-    char dir[TURBINE_CONFIG_PATH_MAX + TURBINE_TOPIC_NAME_MAX + 32];
-    snprintf(dir, sizeof(dir), "%s/%s/%u", turbine__broker.config.data_dir, t->name, p);
-    DIR *d = opendir(dir);
-    if (d == NULL)
-        return 0;
-    int64_t total = 0;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        size_t len = strlen(e->d_name);
-        struct stat st;
-        if (len > 4 && strcmp(e->d_name + len - 4, ".log") == 0 &&
-            fstatat(dirfd(d), e->d_name, &st, 0) == 0)
-            total += st.st_size;
-    }
-    closedir(d);
-    return total;
-}
-
 static int describe_on_owner(void *arg)
 {
     struct describe_part *p = arg;
@@ -1176,7 +1155,7 @@ static int describe_on_owner(void *arg)
     p->out.high_watermark = turbine_log_written_offset(log);
     p->out.log_end_offset = turbine_log_end_offset(log);
     p->out.segment_count = (uint32_t)st.segments;
-    p->out.size_bytes = partition_size(p->topic, (uint32_t)p->out.partition);
+    p->out.size_bytes = (int64_t)st.size; /* batches, not the preallocated file space */
     turbine__partition_put(part);
     return 0;
 }

@@ -107,6 +107,10 @@ static void test_lend_and_hit(void)
     CHECK_EQ(turbine_log_open(&c, &log), 0);
     CHECK_EQ(turbine_cache_fini(), -EBUSY);
     fill(log, 100, 3000); /* about 300 KB: several pages, all appended into the cache */
+    struct turbine_log_stats ls;
+    turbine_log_stats_get(log, &ls);
+    CHECK_EQ(ls.size, ls.bytes); /* the batches, not the preallocated file */
+    uint64_t size = ls.size;
     struct turbine_cache_stats before = stats();
 
     static char copy[1 << 20], lent[1 << 20];
@@ -147,6 +151,8 @@ static void test_lend_and_hit(void)
     /* reopen: the first read of each page misses, the second hits */
     CHECK_EQ(turbine_log_close(log), 0);
     CHECK_EQ(turbine_log_open(&c, &log), 0);
+    turbine_log_stats_get(log, &ls);
+    CHECK_EQ(ls.size, size);
     before = stats();
     CHECK_EQ(turbine_log_read_view(log, 0, sizeof(copy), end, &v1), n);
     CHECK_EQ(flatten(&v1, lent, sizeof(lent)), (size_t)n);

@@ -1438,6 +1438,9 @@ int64_t turbine_log_flushed_offset(const struct turbine_log *log)
 void turbine_log_stats_get(const struct turbine_log *log, struct turbine_log_stats *out)
 {
     *out = log->stats;
+    out->size = 0;
+    for (const struct segment *s = log->first; s; s = s->next)
+        out->size += s->size;
 }
 
 /* ---- retention ------------------------------------------------------------------------------ */
