@@ -16,6 +16,10 @@
  * the baseline is the same ping-pong over the bare SPSC pair with busy-waiting.
  * smp_roundtrip_sleep_p50/_p99: the same with poll_ns = 0 (every hop wakes a sleeping core),
  * against two pthreads ping-ponging through eventfds with blocking reads.
+ * smp_invoke_p50/_p99 (ns): loom_invoke_on(1, fn) from a fiber on core 0, fn returning at once:
+ * the hop the broker takes for each partition of a request (a message, a new fiber on the
+ * owner core, the reply, the caller's wake-up); the baseline is smp_roundtrip of the same run
+ * (the bare message round trip), so the ratio is what the fibers add. Cores spin as above.
  * Runs alternate loom and baseline RUNS times; each figure is the median over runs.
  */
 #include <errno.h>
@@ -179,9 +183,26 @@ static struct percentiles loom_roundtrips(size_t trips)
     return percentiles_of(trip_ns, trips);
 }
 
+static int noop_call(void *arg)
+{
+    return arg == NULL ? 0 : 1;
+}
+
+static struct percentiles loom_invokes(size_t trips)
+{
+    for (size_t i = 0; i < WARMUP_TRIPS + trips; i++) {
+        int64_t start = loom_clock_ns();
+        LOOM_ASSERT(loom_invoke_on(1, noop_call, NULL, LOOM_NO_DEADLINE) == 0);
+        int64_t end = loom_clock_ns();
+        if (i >= WARMUP_TRIPS)
+            trip_ns[i - WARMUP_TRIPS] = end - start;
+    }
+    return percentiles_of(trip_ns, trips);
+}
+
 struct loom_results {
     double msgs_per_s;
-    struct percentiles trip;
+    struct percentiles trip, invoke;
 };
 
 static int spin_main(void *arg)
@@ -191,6 +212,7 @@ static int spin_main(void *arg)
     loom_throughput(THROUGHPUT_MSGS / 8); /* warm-up */
     out->msgs_per_s = loom_throughput(THROUGHPUT_MSGS);
     out->trip = loom_roundtrips(SPIN_TRIPS);
+    out->invoke = loom_invokes(SPIN_TRIPS);
     return 0;
 }
 
@@ -453,12 +475,15 @@ static void report(const char *name, const char *unit, const char *baseline, str
 int main(void)
 {
     struct series thr, thr_base, p50, p50_base, p99, p99_base, sp50, sp50_base, sp99, sp99_base;
+    struct series ip50, ip99;
     spsc_throughput(THROUGHPUT_MSGS / 8); /* warm-up */
     for (int run = 0; run < RUNS; run++) {
         struct loom_results spin = run_loom(100 * LOOM_NS_PER_US, spin_main);
         thr.v[run] = spin.msgs_per_s;
         p50.v[run] = spin.trip.p50;
         p99.v[run] = spin.trip.p99;
+        ip50.v[run] = spin.invoke.p50;
+        ip99.v[run] = spin.invoke.p99;
         thr_base.v[run] = spsc_throughput(THROUGHPUT_MSGS);
         struct percentiles trip = spsc_roundtrips(SPIN_TRIPS);
         p50_base.v[run] = trip.p50;
@@ -475,6 +500,8 @@ int main(void)
     report("smp_roundtrip_p99", "ns", "spsc_threads", &p99, &p99_base);
     report("smp_roundtrip_sleep_p50", "ns", "eventfd_threads", &sp50, &sp50_base);
     report("smp_roundtrip_sleep_p99", "ns", "eventfd_threads", &sp99, &sp99_base);
+    report("smp_invoke_p50", "ns", "smp_roundtrip", &ip50, &p50);
+    report("smp_invoke_p99", "ns", "smp_roundtrip", &ip99, &p99);
     printf("smp_bench: checksum %" PRIu64 "\n", consumer.sum);
     return 0;
 }
