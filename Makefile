@@ -326,10 +326,10 @@ PC_HEAD = 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${exec_prefix}/li
           'includedir=$${prefix}/include' ''
 LOOM_PC = $(PC_HEAD) 'Name: loom' 'Description: thread-per-core io_uring runtime' \
           'Version: $(VERSION)' 'Cflags: -I$${includedir} -pthread' \
-          'Libs: -L$${libdir} -lloom -pthread' 'Libs.private: $(LIBS)'
+          'Libs: -L$${libdir} -lloom -pthread' 'Libs.private: $(strip $(LIBS))'
 TURBINE_PC = $(PC_HEAD) 'Name: turbine' 'Description: Kafka-like log broker: client and codecs' \
              'Version: $(VERSION)' 'Requires: loom' 'Cflags: -I$${includedir}' \
-             'Libs: -L$${libdir} -lturbine' 'Libs.private: $(TURBINE_LIBS)'
+             'Libs: -L$${libdir} -lturbine' 'Libs.private: $(strip $(TURBINE_LIBS))'
 
 .PHONY: install uninstall
 install:
@@ -339,18 +339,19 @@ endif
 	@for f in $(INST_BUILD)/turbine $(INST_LIBS); do \
 	    test -f $$f || { echo "make install: $$f is not built (make MODE=release)" >&2; exit 1; }; \
 	done
-	$(INSTALL) -d $(INST_BIN) $(INST_LIB)/pkgconfig $(INST_INC)/loom $(INST_INC)/turbine \
+	@$(call say,INSTALL,$(DESTDIR)$(PREFIX))true
+	$(Q)$(INSTALL) -d $(INST_BIN) $(INST_LIB)/pkgconfig $(INST_INC)/loom $(INST_INC)/turbine \
 	    $(INST_MAN1) $(INST_DOC)
-	$(INSTALL) -m 755 $(INST_BUILD)/turbine $(INST_BIN)/turbine
-	$(INSTALL) -m 644 $(INST_LIBS) $(INST_LIB)/
-	if [ -f $(INST_BUILD)/libloom.so ]; then \
+	$(Q)$(INSTALL) -m 755 $(INST_BUILD)/turbine $(INST_BIN)/turbine
+	$(Q)$(INSTALL) -m 644 $(INST_LIBS) $(INST_LIB)/
+	$(Q)if [ -f $(INST_BUILD)/libloom.so ]; then \
 	    $(INSTALL) -m 755 $(INST_BUILD)/libloom.so $(INST_LIB)/libloom.so; fi
-	$(INSTALL) -m 644 loom/include/loom/*.h $(INST_INC)/loom/
-	$(INSTALL) -m 644 turbine/include/turbine/*.h $(INST_INC)/turbine/
-	printf '%s\n' $(LOOM_PC) >$(INST_LIB)/pkgconfig/loom.pc
-	printf '%s\n' $(TURBINE_PC) >$(INST_LIB)/pkgconfig/turbine.pc
-	$(INSTALL) -m 644 docs/man/turbine.1 $(INST_MAN1)/turbine.1
-	$(INSTALL) -m 644 docs/systemd/turbine.service $(INST_DOC)/turbine.service
+	$(Q)$(INSTALL) -m 644 loom/include/loom/*.h $(INST_INC)/loom/
+	$(Q)$(INSTALL) -m 644 turbine/include/turbine/*.h $(INST_INC)/turbine/
+	$(Q)printf '%s\n' $(LOOM_PC) >$(INST_LIB)/pkgconfig/loom.pc
+	$(Q)printf '%s\n' $(TURBINE_PC) >$(INST_LIB)/pkgconfig/turbine.pc
+	$(Q)$(INSTALL) -m 644 docs/man/turbine.1 $(INST_MAN1)/turbine.1
+	$(Q)$(INSTALL) -m 644 docs/systemd/turbine.service $(INST_DOC)/turbine.service
 
 uninstall:
 	rm -f $(INST_BIN)/turbine $(INST_LIB)/libloom.a $(INST_LIB)/libloom.so \
