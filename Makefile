@@ -6,6 +6,8 @@
 #   make bench         benchmarks (release), bench: lines + JSON under build/bench/
 #   make bench-peers   produce throughput and latency against Redis Streams and NATS JetStream
 #   make run           the main job: the broker (build/release/turbine broker) in the foreground
+#   make install       [PREFIX=/usr/local] [DESTDIR=] the release command, libraries, headers, .pc
+#                      files, man page; make uninstall
 #   make format / check-format / clean
 #
 # Sources are found by name: loom/src/*.c (minus *_test.c, *_bench.c) make libloom; every
@@ -298,6 +300,66 @@ soak: $(DEPS_STAMP)
 	    echo "soak: passed in $$(( $$(date +%s) - start )) s" || \
 	    { echo "soak: FAILED after $$(( $$(date +%s) - start )) s"; exit 1; }
 # ---- end of turbine ----
+
+# ---- install ----
+# make install [PREFIX=/usr/local] [DESTDIR=]: the release build's command, libraries, public
+# headers, pkg-config files (generated for PREFIX), the man page and, as examples only, the
+# systemd unit under share/doc/turbine. It builds the release artifacts
+# first; INSTALL_NO_BUILD=1 only copies them (test/install_test.c, which runs while make test
+# may still be building other modes). make uninstall removes what install put there.
+PREFIX ?= /usr/local
+VERSION := 0.1.0
+INSTALL ?= install
+INST_BUILD := build/release
+INST_BIN := $(DESTDIR)$(PREFIX)/bin
+INST_LIB := $(DESTDIR)$(PREFIX)/lib
+INST_INC := $(DESTDIR)$(PREFIX)/include
+INST_MAN1 := $(DESTDIR)$(PREFIX)/share/man/man1
+INST_DOC := $(DESTDIR)$(PREFIX)/share/doc/turbine
+INST_LIBS := $(INST_BUILD)/libloom.a $(INST_BUILD)/libturbine.a
+# pkg-config: the Libs.private are the Makefile's own link flags, what linking the static
+# libraries needs: LIBS for libloom, TURBINE_LIBS for libturbine (static only, so a program
+# using it links with pkg-config --static --libs turbine). They are -l flags, not
+# Requires.private: with --static, hwloc.pc would add its own private -ludev, which only
+# libudev-dev provides and a link against the shared libhwloc does not need.
+PC_HEAD = 'prefix=$(PREFIX)' 'exec_prefix=$${prefix}' 'libdir=$${exec_prefix}/lib' \
+          'includedir=$${prefix}/include' ''
+LOOM_PC = $(PC_HEAD) 'Name: loom' 'Description: thread-per-core io_uring runtime' \
+          'Version: $(VERSION)' 'Cflags: -I$${includedir} -pthread' \
+          'Libs: -L$${libdir} -lloom -pthread' 'Libs.private: $(strip $(LIBS))'
+TURBINE_PC = $(PC_HEAD) 'Name: turbine' 'Description: Kafka-like log broker: client and codecs' \
+             'Version: $(VERSION)' 'Requires: loom' 'Cflags: -I$${includedir}' \
+             'Libs: -L$${libdir} -lturbine' 'Libs.private: $(strip $(TURBINE_LIBS))'
+
+.PHONY: install uninstall
+install:
+ifndef INSTALL_NO_BUILD
+	@$(MAKE) --no-print-directory MODE=release lib build/release/turbine
+endif
+	@for f in $(INST_BUILD)/turbine $(INST_LIBS); do \
+	    test -f $$f || { echo "make install: $$f is not built (make MODE=release)" >&2; exit 1; }; \
+	done
+	@$(call say,INSTALL,$(DESTDIR)$(PREFIX))true
+	$(Q)$(INSTALL) -d $(INST_BIN) $(INST_LIB)/pkgconfig $(INST_INC)/loom $(INST_INC)/turbine \
+	    $(INST_MAN1) $(INST_DOC)
+	$(Q)$(INSTALL) -m 755 $(INST_BUILD)/turbine $(INST_BIN)/turbine
+	$(Q)$(INSTALL) -m 644 $(INST_LIBS) $(INST_LIB)/
+	$(Q)if [ -f $(INST_BUILD)/libloom.so ]; then \
+	    $(INSTALL) -m 755 $(INST_BUILD)/libloom.so $(INST_LIB)/libloom.so; fi
+	$(Q)$(INSTALL) -m 644 loom/include/loom/*.h $(INST_INC)/loom/
+	$(Q)$(INSTALL) -m 644 turbine/include/turbine/*.h $(INST_INC)/turbine/
+	$(Q)printf '%s\n' $(LOOM_PC) >$(INST_LIB)/pkgconfig/loom.pc
+	$(Q)printf '%s\n' $(TURBINE_PC) >$(INST_LIB)/pkgconfig/turbine.pc
+	$(Q)$(INSTALL) -m 644 docs/man/turbine.1 $(INST_MAN1)/turbine.1
+	$(Q)$(INSTALL) -m 644 docs/systemd/turbine.service $(INST_DOC)/turbine.service
+
+uninstall:
+	rm -f $(INST_BIN)/turbine $(INST_LIB)/libloom.a $(INST_LIB)/libloom.so \
+	    $(INST_LIB)/libturbine.a $(INST_LIB)/pkgconfig/loom.pc $(INST_LIB)/pkgconfig/turbine.pc \
+	    $(INST_MAN1)/turbine.1 $(INST_DOC)/turbine.service
+	rm -rf $(INST_INC)/loom $(INST_INC)/turbine
+	-rmdir $(INST_DOC) 2>/dev/null
+# ---- end of install ----
 
 # make test: release runs every test; asan the unit tests at reduced scale; tsan the tests
 # tagged cross-thread (a "LOOM_TEST_TAGS: tsan" line in the source).
