@@ -379,7 +379,7 @@ bench: $(DEPS_STAMP)
 
 run: $(DEPS_STAMP)
 	@$(MAKE) --no-print-directory MODE=release build/release/turbine
-	@scripts/run.sh
+	@scripts/run.sh $(ARGS)
 
 FORMAT_FILES = $(shell git ls-files '*.c' '*.h' 2>/dev/null)
 format:
