@@ -248,8 +248,12 @@ turbine_stop() {
     stop_server
 }
 turbine_load_script() {
-    local bin
+    local bin batches
     bin=$(cd "$build" && pwd)/turbine
+    # The client sends records in batches (16 KiB: 15 records of 1 KB); the whole window of
+    # `inflight` records may be on the wire, as the peers' pipelined requests are, so a
+    # partition may have that many batches in flight (the client's default is 5).
+    batches=$(( (inflight * size / 16384) + 1 ))
     cat >"$tmp/turbine_load" <<EOF
 #!/usr/bin/env bash
 # peer_load.h's options -> turbine bench produce (written by bench_peers.sh)
@@ -262,7 +266,7 @@ while [ \$# -gt 0 ]; do
     *) args+=("\$1"); shift ;;
     esac
 done
-exec "$bin" bench produce --quiet --topic peers "\${args[@]}"
+exec "$bin" bench produce --quiet --topic peers --max-in-flight "$batches" "\${args[@]}"
 EOF
     chmod +x "$tmp/turbine_load"
 }
