@@ -91,7 +91,7 @@ TURBINE_API int turbine_log_close(struct turbine_log *log);
  * is validated first (nothing is appended if one fails: -EBADMSG); the log then assigns the
  * offsets (stamping baseOffset and partitionLeaderEpoch into its copy), and returns once the
  * appended bytes are durable as `durability` asks. Returns the base offset of the first batch,
- * or -errno: -EMSGSIZE (a batch larger than a quarter of the staging buffer), -EBADMSG,
+ * or -errno: -EMSGSIZE (a batch larger than a quarter of write_buffer_bytes), -EBADMSG,
  * -ENOSPC (the file system is full: nothing was appended; reads continue), -EIO or the error
  * that failed the log, -ETIMEDOUT at `deadline_ns` (the batches stay appended and may still
  * become durable: the outcome is unknown to the caller). */
