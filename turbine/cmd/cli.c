@@ -12,6 +12,8 @@
 #include <string.h>
 #include <time.h>
 
+#include <loom/app.h>
+
 #include "turbine_assert.h"
 
 void turbine__cli_init(struct turbine_cli *cli, const char *name)
@@ -90,45 +92,10 @@ bool turbine__cli_parse_i64(const char *text, int64_t min, int64_t max, int64_t 
 
 bool turbine__cli_parse_bytes(const char *text, int64_t *out)
 {
-    if (text == NULL || text[0] < '0' || text[0] > '9')
+    size_t v; /* loom's parser: digits, then K, M, G or T (binary), optionally i and B */
+    if (text == NULL || loom_parse_size(text, &v) < 0 || v > (size_t)INT64_MAX)
         return false;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(text, &end, 10);
-    if (errno != 0)
-        return false;
-    unsigned shift = 0;
-    switch (*end) {
-    case '\0':
-        break;
-    case 'k':
-    case 'K':
-        shift = 10;
-        end++;
-        break;
-    case 'm':
-    case 'M':
-        shift = 20;
-        end++;
-        break;
-    case 'g':
-    case 'G':
-        shift = 30;
-        end++;
-        break;
-    case 't':
-    case 'T':
-        shift = 40;
-        end++;
-        break;
-    default:
-        return false;
-    }
-    if (*end == 'B' || *end == 'b')
-        end++;
-    if (*end != '\0' || v > ((unsigned long long)INT64_MAX >> shift))
-        return false;
-    *out = (int64_t)(v << shift);
+    *out = (int64_t)v;
     return true;
 }
 
