@@ -2,7 +2,8 @@
  * metrics.c - the broker's counters and their Prometheus text. Each core counts into its own
  * cache-aligned record (no locks or atomics on the data path); /metrics gathers every core's
  * record, loom's reactor counters, the core's page cache and the partitions it owns with
- * loom_invoke_on_all, each core formatting its own part of the text.
+ * loom_invoke_on_all, each core formatting its own lines, which core 0 then groups by metric
+ * family under HELP and TYPE lines as the text format requires.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -229,6 +230,77 @@ static void put_totals(struct text *t, const struct gather *g)
         atomic_load(&turbine__broker.connections));
 }
 
+/* The per-core lines, grouped by family as the text format wants (all samples of a metric in
+ * one group, after its HELP and TYPE): families in the order they first appear, each core's
+ * samples in core order. A family ending in _total is a counter, the others are gauges. */
+#define FAMILIES_MAX 128
+
+static size_t family_len(const char *line, size_t len)
+{
+    size_t n = 0;
+    while (n < len && line[n] != '{' && line[n] != ' ')
+        n++;
+    return n;
+}
+
+static const char *family_help(const char *name)
+{
+    static const struct {
+        const char *prefix, *help;
+    } helps[] = {
+        {"loom_", "A loom reactor counter of one core (loom_stats_get)."},
+        {"turbine_cache_", "The page cache of one core (turbine_cache_stats_get)."},
+        {"turbine_partition_", "A partition's log, from its owner core."},
+    };
+    for (size_t i = 0; i < sizeof(helps) / sizeof(helps[0]); i++)
+        if (strncmp(name, helps[i].prefix, strlen(helps[i].prefix)) == 0)
+            return helps[i].help;
+    return "A per-core figure.";
+}
+
+static void put_grouped(struct text *t, const struct gather *g)
+{
+    unsigned cores = loom_core_count();
+    const char *fam[FAMILIES_MAX];
+    size_t fam_len[FAMILIES_MAX];
+    unsigned nf = 0;
+    for (unsigned c = 0; c < cores; c++) {
+        const char *buf = g->core[c].buf, *end = buf + g->core[c].len;
+        for (const char *line = buf; line < end;) {
+            const char *eol = memchr(line, '\n', (size_t)(end - line));
+            size_t len = eol ? (size_t)(eol - line) : (size_t)(end - line);
+            size_t fl = family_len(line, len);
+            unsigned f = 0;
+            while (f < nf && !(fam_len[f] == fl && memcmp(fam[f], line, fl) == 0))
+                f++;
+            if (f == nf) {
+                TURBINE_ASSERT(nf < FAMILIES_MAX);
+                fam[nf] = line;
+                fam_len[nf++] = fl;
+            }
+            line += len + 1;
+        }
+    }
+    for (unsigned f = 0; f < nf; f++) {
+        char name[160];
+        snprintf(name, sizeof(name), "%.*s", (int)fam_len[f], fam[f]);
+        size_t nl = strlen(name);
+        bool counter = nl > 6 && strcmp(name + nl - 6, "_total") == 0;
+        put(t, "# HELP %s %s\n# TYPE %s %s\n", name, family_help(name), name,
+            counter ? "counter" : "gauge");
+        for (unsigned c = 0; c < cores; c++) {
+            const char *buf = g->core[c].buf, *end = buf + g->core[c].len;
+            for (const char *line = buf; line < end;) {
+                const char *eol = memchr(line, '\n', (size_t)(end - line));
+                size_t len = eol ? (size_t)(eol - line) : (size_t)(end - line);
+                if (family_len(line, len) == fam_len[f] && memcmp(line, fam[f], fam_len[f]) == 0)
+                    put(t, "%.*s\n", (int)len, line);
+                line += len + 1;
+            }
+        }
+    }
+}
+
 ssize_t turbine__metrics_render(char **out)
 {
     TURBINE_ASSERT(loom_core_id() == 0);
@@ -238,11 +310,9 @@ ssize_t turbine__metrics_render(char **out)
     int rc = loom_invoke_on_all(gather_on_core, g, LOOM_NO_DEADLINE);
     struct text t = {0};
     put_totals(&t, g);
-    for (unsigned c = 0; c < loom_core_count(); c++) {
-        if (g->core[c].len > 0)
-            put(&t, "%.*s", (int)g->core[c].len, g->core[c].buf);
+    put_grouped(&t, g);
+    for (unsigned c = 0; c < loom_core_count(); c++)
         free(g->core[c].buf);
-    }
     free(g);
     if (rc < 0 || t.failed) {
         free(t.buf);
