@@ -8,6 +8,8 @@
 #ifndef LOOM_BENCHLIB_H
 #define LOOM_BENCHLIB_H
 
+#include <sys/types.h>
+
 /* The median of values[0..n) (n >= 1; the mean of the middle two when n is even). Sorts
  * `values` in place. */
 double bench_median_f64(double *values, int n);
@@ -25,5 +27,9 @@ double bench_median_f64(double *values, int n);
  * the JSON could not be written (the line is printed anyway). */
 int bench_report(const char *name, double value, const char *unit, const char *baseline,
                  double baseline_value, const double *runs, int nruns);
+
+/* The CPU time (user + system, from /proc/PID/stat) process `pid` has used, in microseconds,
+ * or -1 when it cannot be read: what a server costs per request, whatever CPU it was given. */
+double bench_process_cpu_us(pid_t pid);
 
 #endif

@@ -164,34 +164,13 @@ static void put_u32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* utime + stime of process `pid` in microseconds, or -1. */
-static double cpu_us(pid_t pid)
-{
-    char path[64], text[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    text[n] = '\0';
-    char *p = strrchr(text, ')'); /* the command name may hold spaces */
-    unsigned long long utime, stime;
-    if (p == NULL || sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime,
-                            &stime) != 2)
-        return -1;
-    return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* Samples the server's CPU time when the measured interval starts and when it ends. */
 static void sample_cpu(int64_t now, bool last)
 {
     if (run.cpu_start_ns == 0 && now >= run.measure_ns)
-        run.cpu_start_us = cpu_us(child), run.cpu_start_ns = now;
+        run.cpu_start_us = bench_process_cpu_us(child), run.cpu_start_ns = now;
     if (run.cpu_end_ns == 0 && (now >= run.end_ns || last))
-        run.cpu_end_us = cpu_us(child), run.cpu_end_ns = now;
+        run.cpu_end_us = bench_process_cpu_us(child), run.cpu_end_ns = now;
 }
 
 static void fail(const char *what)

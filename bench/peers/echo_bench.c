@@ -103,31 +103,6 @@ static void sleep_ms(int ms)
     nanosleep(&ts, NULL);
 }
 
-/* utime + stime of process `pid` in microseconds, or -1. */
-static double cpu_us(pid_t pid)
-{
-    char path[64], text[1024];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    ssize_t n = read(fd, text, sizeof(text) - 1);
-    close(fd);
-    if (n <= 0)
-        return -1;
-    text[n] = '\0';
-    char *p = strrchr(text, ')'); /* the command name may hold spaces */
-    if (p == NULL)
-        return -1;
-    unsigned long long utime, stime;
-    /* after ")": state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt utime
-     * stime */
-    if (sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &utime, &stime) !=
-        2)
-        return -1;
-    return (double)(utime + stime) * 1e6 / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* Busy time (all but idle and iowait) of CPUs SERVER_CPU and CLIENT_CPU in microseconds,
  * from /proc/stat, or -1. */
 static double cpus_busy_us(void)
@@ -302,9 +277,11 @@ static bool run_client(const struct workload *w, int port, pid_t server_pid, str
     double seconds = 0;
     bool ok = read_line(pipefd[0], line, sizeof(line), limit_ns) && strcmp(line, "start") == 0;
     if (ok) {
-        b0 = cpus_busy_us(), s0 = cpu_us(server_pid), c0 = cpu_us(client), t0 = now_ns();
+        b0 = cpus_busy_us(), s0 = bench_process_cpu_us(server_pid),
+        c0 = bench_process_cpu_us(client), t0 = now_ns();
         ok = read_line(pipefd[0], line, sizeof(line), limit_ns);
-        b1 = cpus_busy_us(), s1 = cpu_us(server_pid), c1 = cpu_us(client), t1 = now_ns();
+        b1 = cpus_busy_us(), s1 = bench_process_cpu_us(server_pid),
+        c1 = bench_process_cpu_us(client), t1 = now_ns();
     }
     ok = ok &&
          sscanf(line, "requests=%llu bytes=%llu seconds=%lf", &requests, &bytes, &seconds) == 3;
