@@ -175,3 +175,13 @@ int turbine__cli_connect(struct turbine_cli *cli, struct turbine_client **out)
         }
     }
 }
+
+int turbine__cli_topic_arg(const struct turbine_cli *cli, int argc, char **argv, const char **topic)
+{
+    if (optind >= argc)
+        return turbine__cli_usage_error(cli, "missing TOPIC");
+    if (optind + 1 < argc)
+        return turbine__cli_usage_error(cli, "unexpected argument '%s'", argv[optind + 1]);
+    *topic = argv[optind];
+    return TURBINE_EXIT_OK;
+}

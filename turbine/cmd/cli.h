@@ -53,6 +53,11 @@ int turbine__cli_error(const struct turbine_cli *cli, const char *fmt, ...)
 int turbine__cli_usage_error(const struct turbine_cli *cli, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* After the options: exactly one TOPIC argument at argv[optind] into *topic. Returns
+ * TURBINE_EXIT_OK, or TURBINE_EXIT_USAGE after the usage error line. */
+int turbine__cli_topic_arg(const struct turbine_cli *cli, int argc, char **argv,
+                           const char **topic);
+
 /* Parses a decimal integer in [min, max] (all of `text`). Returns false if it is not one. */
 bool turbine__cli_parse_i64(const char *text, int64_t min, int64_t max, int64_t *out);
 

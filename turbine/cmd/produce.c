@@ -156,12 +156,7 @@ static int parse(struct turbine_cli *cli, struct produce_args *a, int argc, char
     }
     if (cli->help)
         return TURBINE_EXIT_OK;
-    if (optind >= argc)
-        return turbine__cli_usage_error(cli, "missing TOPIC");
-    if (optind + 1 < argc)
-        return turbine__cli_usage_error(cli, "unexpected argument '%s'", argv[optind + 1]);
-    a->topic = argv[optind];
-    return TURBINE_EXIT_OK;
+    return turbine__cli_topic_arg(cli, argc, argv, &a->topic);
 }
 
 /* The next record from stdin into *buf: its size, -1 at the end of input, -2 on a read error
