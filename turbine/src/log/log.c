@@ -30,7 +30,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/mman.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include <loom/loom.h>
@@ -133,6 +135,7 @@ struct turbine_log {
     int64_t start_offset;
     int64_t next_offset;
     unsigned align;
+    bool ext4; /* the directory is on ext4 (see segment_spread_extents) */
 
     /* the write path (positions in the active segment) */
     struct turbine_cache *cache; /* this core's */
@@ -915,6 +918,31 @@ static int drain(struct turbine_log *log, int64_t deadline_ns)
     }
 }
 
+/* ext4 keeps up to four extents in the inode itself, and while a segment's extent tree lives
+ * there every direct write into its preallocated (unwritten) blocks costs about twice as much.
+ * Measured with fio on this file system, 16 KiB writes at depth 8 into a 256 MiB fallocated
+ * file: 175-205 MB/s as it is, 415-440 MB/s once five 4 KiB blocks are allocated far beyond the
+ * end of the file, which gives the tree more extents than the inode holds (files that grow
+ * past about 400 MiB get there by themselves, too late for most of a segment). Those blocks
+ * are allocated with FALLOC_FL_KEEP_SIZE: the file's size, its data and recovery are
+ * untouched; they read as zeros, sealing the segment (truncating it to its size) frees them.
+ * Best effort and on ext4 only: anything else is left alone. */
+#define SPREAD_EXTENTS 5u
+
+static void segment_spread_extents(const struct turbine_log *log, struct segment *s)
+{
+    if (!log->ext4 || !log->align)
+        return;
+    uint64_t at = round_up(2 * log->config.segment_bytes + log->config.prealloc_bytes, 1u << 20);
+    for (unsigned i = 0; i < SPREAD_EXTENTS; i++) {
+        /* a hole between them: adjacent blocks would make one extent */
+        int rc = loom_fallocate(s->fd, FALLOC_FL_KEEP_SIZE, at + 2 * i * log->align, log->align,
+                                LOOM_NO_DEADLINE);
+        if (rc < 0)
+            return; /* slower appends, nothing worse */
+    }
+}
+
 static int segment_create(struct turbine_log *log, int64_t base, struct segment **out)
 {
     struct segment *s = calloc(1, sizeof(*s));
@@ -942,6 +970,8 @@ static int segment_create(struct turbine_log *log, int64_t base, struct segment 
         rc = 0; /* no preallocation on this file system */
     else if (rc == 0)
         s->alloc = log->config.prealloc_bytes;
+    if (rc == 0)
+        segment_spread_extents(log, s);
     if (rc == 0) {
         /* the new file's entry is durable before anything in it is acknowledged */
         rc = loom_fsync(fd, 0, LOOM_NO_DEADLINE);
@@ -1663,7 +1693,13 @@ static int log_open_dir(struct turbine_log *log)
             return rc;
     }
     log->dirfd = loom_openat(AT_FDCWD, log->dir, O_RDONLY | O_DIRECTORY, 0, LOOM_NO_DEADLINE);
-    return log->dirfd < 0 ? log->dirfd : 0;
+    if (log->dirfd < 0)
+        return log->dirfd;
+    /* once per log: a metadata call io_uring has no opcode for (a simulated disk's
+     * descriptors are not the kernel's: they fail here and count as not ext4) */
+    struct statfs fs;
+    log->ext4 = fstatfs(log->dirfd, &fs) == 0 && fs.f_type == EXT4_SUPER_MAGIC;
+    return 0;
 }
 
 static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t *active_base,
@@ -1914,6 +1950,7 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
             goto fail;
         }
     }
+    segment_spread_extents(log, a); /* again: a torn tail's truncation freed them */
     /* what is on disk now may still be in the device's cache: flush it once */
     rc = loom_fsync(a->fd, LOOM_FSYNC_DATA, LOOM_NO_DEADLINE);
     if (rc < 0)
