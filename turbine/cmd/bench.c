@@ -89,6 +89,7 @@ struct bench {
     uint64_t counted;       /* records measured (acked or consumed), warm-up excluded */
     uint64_t counted_bytes; /* their payload */
     uint64_t all;           /* every record acked or consumed */
+    uint64_t all_bytes;     /* their payload (the progress line's MB/s, warm-up included) */
     uint64_t first_ns;      /* the first measured record's send (or consume) time */
     uint64_t last_ns;       /* the last ack or consumption */
     uint64_t last_seen_ns;  /* consumers: the last record consumed, for the idle stop */
@@ -387,6 +388,7 @@ static void delivery_callback(const struct turbine_delivery *delivery, void *arg
             bench.error = delivery->error;
     } else {
         bench.all++;
+        bench.all_bytes += bench.opt.record_size;
         if (sent >= bench.warm_ns && bench.opt.mode == MODE_PRODUCE) {
             if (bench.counted == 0)
                 bench.first_ns = sent;
@@ -503,6 +505,7 @@ static void account_consumed(const struct turbine_message *messages, int n)
         if (bench.opt.mode == MODE_E2E && messages[i].value_size >= 8)
             memcpy(&sent, messages[i].value, sizeof(sent));
         bench.all++;
+        bench.all_bytes += (uint64_t)(messages[i].value_size > 0 ? messages[i].value_size : 0);
         if (sent < bench.warm_ns || sent > now)
             continue; /* warm-up, or not a record of this run */
         if (bench.counted == 0)
@@ -598,7 +601,7 @@ static void progress(uint64_t now)
     const struct options *o = &bench.opt;
     double elapsed = (double)(now - bench.start_ns) / 1e9;
     pthread_mutex_lock(&bench.lock);
-    uint64_t records = bench.all, bytes = bench.counted_bytes;
+    uint64_t records = bench.all, bytes = bench.all_bytes;
     pthread_mutex_unlock(&bench.lock);
     double eta = -1;
     if (o->duration_s > 0)
