@@ -156,6 +156,11 @@ static void usage(FILE *out)
             "  -q, --quiet            no progress line\n"
             "  -h, --help             this text\n"
             "\n"
+            "On a terminal (stdout a tty) and without --quiet, a progress line is redrawn\n"
+            "five times a second: records, MB/s since the start, elapsed seconds and, with\n"
+            "--count or --duration, the ETA; fields that do not fit the terminal's width\n"
+            "are left off. It is cleared before the summary, which is printed in any case.\n"
+            "\n"
             "Exit status: 0 success, 1 runtime error, 2 usage. Format: docs/benchmarks.md.\n");
 }
 

@@ -359,6 +359,8 @@ int main(void)
     const char *help[] = {"--help", NULL};
     CHECK_EQ(pipe_run(&b, help), 0);
     CHECK_CONTAINS(out, "progress line");
+    CHECK_CONTAINS(out, "records, MB/s since the start, elapsed seconds");
+    CHECK_CONTAINS(out, "the ETA");
     CHECK_CONTAINS(out, "-q, --quiet");
 
     tb_stop_clean(&b);
