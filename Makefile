@@ -212,6 +212,7 @@ TURBINE_CFLAGS := -Iturbine/include -Iturbine/src
 # libhttp-parser for the broker's admin HTTP port (no pkg-config file in Debian)
 TURBINE_LIBS := -lisal $(shell pkg-config --libs inih 2>/dev/null || echo -linih) -lhttp_parser
 TURBINE_TEST_LIBS_batch_test := -lrdkafka
+TURBINE_TEST_LIBS_bench_progress_test := -lutil # openpty, login_tty (in libc from glibc 2.34)
 TURBINE_HEADER_CHECKS := $(patsubst turbine/include/turbine/%.h,$(BUILD)/checkheaders/turbine/%.ok,\
                          $(wildcard turbine/include/turbine/*.h))
 

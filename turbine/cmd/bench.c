@@ -20,10 +20,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "turbine/client.h"
+#include "turbine_assert.h"
 #include "util/histogram.h"
 
 int turbine__bench_main(int argc, char **argv);
@@ -89,6 +91,7 @@ struct bench {
     uint64_t counted;       /* records measured (acked or consumed), warm-up excluded */
     uint64_t counted_bytes; /* their payload */
     uint64_t all;           /* every record acked or consumed */
+    uint64_t all_bytes;     /* their payload (the progress line's MB/s, warm-up included) */
     uint64_t first_ns;      /* the first measured record's send (or consume) time */
     uint64_t last_ns;       /* the last ack or consumption */
     uint64_t last_seen_ns;  /* consumers: the last record consumed, for the idle stop */
@@ -152,6 +155,11 @@ static void usage(FILE *out)
             "  --peer-label LABEL     print the peer comparison's \"peer:\" line instead\n"
             "  -q, --quiet            no progress line\n"
             "  -h, --help             this text\n"
+            "\n"
+            "On a terminal (stdout a tty) and without --quiet, a progress line is redrawn\n"
+            "five times a second: records, MB/s since the start, elapsed seconds and, with\n"
+            "--count or --duration, the ETA; fields that do not fit the terminal's width\n"
+            "are left off. It is cleared before the summary, which is printed in any case.\n"
             "\n"
             "Exit status: 0 success, 1 runtime error, 2 usage. Format: docs/benchmarks.md.\n");
 }
@@ -387,6 +395,7 @@ static void delivery_callback(const struct turbine_delivery *delivery, void *arg
             bench.error = delivery->error;
     } else {
         bench.all++;
+        bench.all_bytes += bench.opt.record_size;
         if (sent >= bench.warm_ns && bench.opt.mode == MODE_PRODUCE) {
             if (bench.counted == 0)
                 bench.first_ns = sent;
@@ -503,6 +512,7 @@ static void account_consumed(const struct turbine_message *messages, int n)
         if (bench.opt.mode == MODE_E2E && messages[i].value_size >= 8)
             memcpy(&sent, messages[i].value, sizeof(sent));
         bench.all++;
+        bench.all_bytes += (uint64_t)(messages[i].value_size > 0 ? messages[i].value_size : 0);
         if (sent < bench.warm_ns || sent > now)
             continue; /* warm-up, or not a record of this run */
         if (bench.counted == 0)
@@ -593,12 +603,25 @@ static void sample(uint64_t now, uint64_t *records_before, uint64_t *bytes_befor
         bench.series[bench.series_count++] = s;
 }
 
+/* The terminal's width in columns, 0 when unknown (not a terminal, or a pty never sized). */
+static unsigned terminal_columns(void)
+{
+    struct winsize ws;
+    return ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 ? ws.ws_col : 0;
+}
+
+/* Draws the progress line: records, MB/s (since the start), elapsed and, with --count or
+ * --duration, the time left. "\r\033[K" clears only the cursor's row, so a line that wrapped
+ * would leave a copy behind at every redraw: the fields that do not fit in the terminal's
+ * width less one column are left off, from the last (the width is read at each redraw, so a
+ * resized terminal is followed). */
 static void progress(uint64_t now)
 {
     const struct options *o = &bench.opt;
+    TURBINE_ASSERT(now >= bench.start_ns);
     double elapsed = (double)(now - bench.start_ns) / 1e9;
     pthread_mutex_lock(&bench.lock);
-    uint64_t records = bench.all, bytes = bench.counted_bytes;
+    uint64_t records = bench.all, bytes = bench.all_bytes;
     pthread_mutex_unlock(&bench.lock);
     double eta = -1;
     if (o->duration_s > 0)
@@ -608,10 +631,24 @@ static void progress(uint64_t now)
                           (double)records;
         eta = eta < 0 || by_count < eta ? by_count : eta;
     }
-    printf("\r\033[K%s: %" PRIu64 " records  %.1f MB/s  %.1f s elapsed", mode_names[o->mode],
-           records, elapsed > 0 ? (double)bytes / 1e6 / elapsed : 0.0, elapsed);
+    char fields[4][64];
+    int n = 0;
+    snprintf(fields[n++], sizeof(fields[0]), "%s: %" PRIu64 " records", mode_names[o->mode],
+             records);
+    snprintf(fields[n++], sizeof(fields[0]), "  %.1f MB/s",
+             elapsed > 0 ? (double)bytes / 1e6 / elapsed : 0.0);
+    snprintf(fields[n++], sizeof(fields[0]), "  %.1f s elapsed", elapsed);
     if (eta >= 0)
-        printf("  ETA %.1f s", eta);
+        snprintf(fields[n++], sizeof(fields[0]), "  ETA %.1f s", eta);
+    unsigned columns = terminal_columns();
+    size_t room = columns > 0 ? columns - 1 : SIZE_MAX;
+    size_t used = strlen(fields[0]) < room ? strlen(fields[0]) : room;
+    printf("\r\033[K%.*s", (int)used, fields[0]);
+    for (int i = 1; i < n && used + strlen(fields[i]) <= room; i++) {
+        fputs(fields[i], stdout);
+        used += strlen(fields[i]);
+    }
+    TURBINE_ASSERT(used <= room);
     fflush(stdout);
 }
 
