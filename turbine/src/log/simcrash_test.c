@@ -99,7 +99,7 @@ struct sim {
 static struct sim sim;
 
 /* totals */
-static uint64_t t_seeds[4], t_crashes, t_acked, t_verified, t_torn, t_torn_sectors;
+static uint64_t t_seeds[4], t_crashes, t_acked, t_verified, t_torn, t_torn_sectors, t_padded;
 static uint64_t t_flip_refused, t_flip_read, t_flip_cut, t_enospc, t_faults;
 static uint64_t t_open_crashes;
 
@@ -273,6 +273,11 @@ static void crash_now(void)
         return;
     sim.crashed = true;
     sim.stop = true;
+    if (sim.log) { /* not during recovery: gaps the crash may tear, that it must step over */
+        struct turbine_log_stats st;
+        turbine_log_stats_get(sim.log, &st);
+        t_padded += st.padding;
+    }
     loom_simdisk_crash(sim.disk, splitmix(&sim.rng));
     t_crashes++;
 }
@@ -706,12 +711,12 @@ int main(void)
     printf("simcrash: %" PRIu64 " seeds in %.1f s: %" PRIu64 " crash (%" PRIu64
            " power losses, %" PRIu64 " of them during recovery; %" PRIu64 " batches acknowledged, "
            "%" PRIu64 " verified, %" PRIu64 " torn bytes cut, %" PRIu64
-           " sectors came back old), %" PRIu64 " bitflip (%" PRIu64 " refused at open, %" PRIu64
+           " sectors came back old, %" PRIu64 " bytes of padding), %" PRIu64 " bitflip (%" PRIu64 " refused at open, %" PRIu64
            " failed validation on read, %" PRIu64
            " cut as a torn tail with acknowledged batches), %" PRIu64 " enospc (%" PRIu64
            " appends rejected), %" PRIu64 " fault (%" PRIu64 " fired)\n",
            plan.count, secs, t_seeds[SC_CRASH], t_crashes, t_open_crashes, t_acked, t_verified,
-           t_torn, t_torn_sectors, t_seeds[SC_BITFLIP], t_flip_refused, t_flip_read, t_flip_cut,
+           t_torn, t_torn_sectors, t_padded, t_seeds[SC_BITFLIP], t_flip_refused, t_flip_read, t_flip_cut,
            t_seeds[SC_ENOSPC], t_enospc, t_seeds[SC_FAULT], t_faults);
     CHECK_EQ(rc, 0);
     if (findings > 0) {
