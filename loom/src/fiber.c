@@ -169,11 +169,10 @@ static void set_name(struct loom_fiber *f, const char *name)
 static struct loom_fiber *ready_pop(struct loom__reactor *r)
 {
     struct loom_fiber *f = r->ready_head;
-    LOOM_DEBUG_ASSERT(f != NULL && r->ready_count > 0);
+    LOOM_DEBUG_ASSERT(f != NULL);
     r->ready_head = f->next;
     if (!r->ready_head)
         r->ready_tail = NULL;
-    r->ready_count--;
     f->next = NULL;
     return f;
 }
@@ -235,12 +234,8 @@ static inline void prepare_run(struct loom__reactor *r, struct loom_fiber *f)
     if (LOOM_UNLIKELY(f->state == LOOM_FIBER_NEW))
         prepare_first_run(r, f);
     f->state = LOOM_FIBER_RUNNING;
-    r->current = f;
-    LOOM_STAT_INC(r, fibers_run);
-    atomic_store_explicit(&r->stall_fiber_name, f->name, memory_order_relaxed);
-    atomic_store_explicit(&r->stall_switches,
-                          atomic_load_explicit(&r->stall_switches, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    loom__set_current(r, f);
+    LOOM_STAT_INC(r, fibers_run); /* also the stall watchdog's sign of progress */
 }
 
 /* The loop's or the next fiber's half of a fiber's exit: recycle its stack, free or keep its
@@ -334,8 +329,7 @@ void loom__fiber_run_ready(struct loom__reactor *r)
     loom__ctx_switch(&r->loop_ctx, &f->ctx);
     annotate_arrive(r->loop_fake_stack);
     /* back when the pass is over: the last fiber switched here */
-    r->current = NULL;
-    atomic_store_explicit(&r->stall_fiber_name, NULL, memory_order_relaxed);
+    loom__set_current(r, NULL);
     if (r->exited)
         reap_exited(r);
 }

@@ -174,14 +174,14 @@ struct loom__reactor {
     pthread_t thread;
     pid_t tid;
 
-    struct loom_fiber *current; /* the running fiber, NULL in the loop */
+    struct loom_fiber *current; /* the running fiber, NULL in the loop (shared: the watchdog
+                                 * reads it, so it is written with loom__set_current()) */
     struct loom__ctx loop_ctx;  /* the loop's context while a fiber runs */
     void *loop_stack_lo;        /* the thread stack (for ASan switch annotations) */
     size_t loop_stack_size;
     void *loop_tsan_fiber;
     void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
-    uint64_t ready_count;
     bool pass_over;      /* the current run pass has used up its task quota */
     uint64_t pass_ran;   /* switches in this pass (the quota is checked every 64) */
     int64_t pass_end_ns; /* the task quota's end for this pass */
@@ -226,14 +226,19 @@ struct loom__reactor {
     int64_t stop_deadline_ns;                  /* end of the shutdown grace, 0 = running */
 
     /* shared */
-    alignas(LOOM_CACHELINE) _Atomic int sleeping;            /* set while (about to be) asleep */
-    alignas(LOOM_CACHELINE) _Atomic uint64_t stall_switches; /* switches into fibers */
-    _Atomic(const char *) stall_fiber_name; /* name of the running fiber, NULL in the loop */
-    uint64_t stall_seen_switches;           /* watchdog's last sample */
+    alignas(LOOM_CACHELINE) _Atomic int sleeping;         /* set while (about to be) asleep */
+    alignas(LOOM_CACHELINE) uint64_t stall_seen_switches; /* watchdog's last sample */
     int64_t stall_seen_ns;
     bool stall_reported;
+    /* stats.fibers_run (switches into fibers) and `current` are what the watchdog samples */
     alignas(LOOM_CACHELINE) struct loom_stats stats;
 };
+
+/* Sets the running fiber; the stall watchdog reads it from its own thread. */
+static inline void loom__set_current(struct loom__reactor *r, struct loom_fiber *f)
+{
+    __atomic_store_n(&r->current, f, __ATOMIC_RELAXED);
+}
 
 /* Bumps a counter; other threads read counters with relaxed atomic loads. */
 #define LOOM_STAT_ADD(r, field, n)                                                                 \
@@ -293,7 +298,6 @@ bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_
 static inline void loom__ready_push(struct loom__reactor *r, struct loom_fiber *f)
 {
     LOOM_FIFO_PUSH(r->ready_head, r->ready_tail, f);
-    r->ready_count++;
 }
 
 /* Makes a waiting (or the running, yielding) fiber ready. */
