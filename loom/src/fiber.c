@@ -285,7 +285,7 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
 {
     for (;;) {
         if (f == NULL) {
-            if (loom__clock_ns() >= r->pass_end_ns) {
+            if (loom__clock_read(r) >= r->pass_end_ns) {
                 r->pass_over = true;
                 return NULL;
             }
@@ -320,6 +320,9 @@ void loom__fiber_run_ready(struct loom__reactor *r)
     LOOM_ASSERT(r->current == NULL);
     r->pass_over = false;
     r->pass_ran = 0;
+    /* The quota counts from the iteration's time if anything has read it yet, else from the
+     * last time read (earlier: the pass ends no later than a quota after its start). The
+     * pass's first quota check then reads the clock for the iteration. */
     r->pass_end_ns = r->now_ns + r->quota_ns;
     struct loom_fiber *f = next_in_pass(r);
     if (!f)
