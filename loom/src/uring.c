@@ -233,7 +233,7 @@ SQE_SAME(file_index, file_index);
 SQE_SAME(addr3, addr3);
 _Static_assert(sizeof(struct io_uring_sqe) == sizeof(struct loom__sqe), "SQE size");
 
-static inline bool uring_prep(struct loom__reactor *r, struct loom_op *op)
+bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
 {
     struct io_uring_sqe *sqe = sqe_get(r->uring);
     if (LOOM_UNLIKELY(!sqe))
@@ -245,18 +245,30 @@ static inline bool uring_prep(struct loom__reactor *r, struct loom_op *op)
     return true;
 }
 
-bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
-{
-    return uring_prep(r, op);
-}
-
-/* Here rather than in reactor.c so that the SQE copy inlines into it: every op starts here. */
-static inline void op_start(struct loom__reactor *r, struct loom_op *op)
+/* An op starts in three steps: op_begin() gives the SQE to prepare, the caller prepares it,
+ * op_commit() hands the op on. The SQE is a free SQ slot when the op goes to the ring at once
+ * (the overflow queue is empty and the SQ has room): prepared in place, with no image in the
+ * op and no 64-byte copy. Otherwise it is the op's own image, which waits in the overflow
+ * queue until flush_overflow() copies it into the SQ (loom__uring_prep()). Between the calls
+ * no other SQE may be taken. Here rather than in reactor.c so that all of it inlines. */
+static inline struct io_uring_sqe *op_begin(struct loom__reactor *r, struct loom_op *op)
 {
     LOOM_ASSERTF(op->state == LOOM_OP_IDLE, "op %p started while in flight", (void *)op);
     LOOM_ASSERT(op->fn != NULL);
     r->ops_in_flight++;
-    if (LOOM_LIKELY(r->overflow_head == NULL) && uring_prep(r, op)) {
+    if (LOOM_LIKELY(r->overflow_head == NULL)) {
+        struct io_uring_sqe *sqe = sqe_get(r->uring);
+        if (LOOM_LIKELY(sqe != NULL))
+            return sqe;
+    }
+    return (struct io_uring_sqe *)op->sqe;
+}
+
+static inline void op_commit(struct loom__reactor *r, struct loom_op *op, struct io_uring_sqe *sqe)
+{
+    if (LOOM_LIKELY(sqe != (struct io_uring_sqe *)op->sqe)) {
+        sqe->user_data = (uint64_t)(uintptr_t)op;
+        r->sqes_pending++;
         op->state = LOOM_OP_SUBMITTED;
         return;
     }
@@ -266,34 +278,37 @@ static inline void op_start(struct loom__reactor *r, struct loom_op *op)
     LOOM_STAT_INC(r, sqes_overflowed);
 }
 
+/* Starts `op` whose SQE image is prepared already (the network ops of net.c). */
 void loom__op_start(struct loom__reactor *r, struct loom_op *op)
 {
-    op_start(r, op);
+    struct io_uring_sqe *sqe = op_begin(r, op);
+    if (sqe != (struct io_uring_sqe *)op->sqe)
+        memcpy(sqe, op->sqe, sizeof(*sqe));
+    op_commit(r, op, sqe);
 }
 
 /* ---- NOPs: the round trip through the ring with no device time ------------------------------ */
 
-/* A NOP's SQE image (what io_uring_prep_nop() writes: opcode IORING_OP_NOP, fd -1). */
+/* A NOP's SQE (what io_uring_prep_nop() writes: opcode IORING_OP_NOP, fd -1). */
 static const struct loom__sqe nop_sqe = {.opcode = IORING_OP_NOP, .fd = -1};
 
-/* Fills `op` as a NOP; the one place that knows a NOP's fields. The image is copied whole
- * from a constant rather than zeroed and patched (fd = -1): op_start() reads it back at once
- * in 16-byte pieces, and a load that spans two stores (the zeroing and the 4-byte fd) cannot
- * be forwarded from the store buffer and waits for both to reach the cache. */
-static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
+/* Starts `op` as a NOP; the one place that knows a NOP's fields. The SQE is copied whole from
+ * a constant (four 16-byte moves) rather than zeroed and patched (fd = -1). */
+static inline void op_start_nop(struct loom__reactor *r, struct loom_op *op, loom_op_fn fn,
+                                void *data)
 {
     op->fn = fn;
     op->data = data;
     op->res = 0;
     op->cqe_flags = 0;
-    memcpy(loom__op_sqe(op), &nop_sqe, sizeof(nop_sqe));
+    struct io_uring_sqe *sqe = op_begin(r, op);
+    memcpy(sqe, &nop_sqe, sizeof(nop_sqe));
+    op_commit(r, op, sqe);
 }
 
 void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
 {
-    struct loom__reactor *r = loom__reactor();
-    op_fill_nop(op, fn, data);
-    op_start(r, op);
+    op_start_nop(loom__reactor(), op, fn, data);
 }
 
 static void nop_done(struct loom_op *op)
@@ -314,8 +329,7 @@ int loom_nop(void)
     loom__baton_wait_arm(r, &baton);
     struct loom_op op;
     op.state = LOOM_OP_IDLE;
-    op_fill_nop(&op, nop_done, &baton);
-    op_start(r, &op);
+    op_start_nop(r, &op, nop_done, &baton);
     loom__fiber_block(r);
     int rc = loom__baton_wait_result(&baton);
     LOOM_ASSERT(rc == 0 && op.state == LOOM_OP_IDLE);
@@ -590,8 +604,9 @@ void loom__uring_req_start(struct loom__reactor *r, struct loom_io_req *req)
         loom_io_complete(req, rc < 0 ? -errno : 0);
         return;
     }
-    prep_req((struct io_uring_sqe *)req->op.sqe, req);
-    loom__op_start(r, &req->op);
+    struct io_uring_sqe *sqe = op_begin(r, &req->op);
+    prep_req(sqe, req);
+    op_commit(r, &req->op, sqe);
 }
 
 /* ---- registered buffers --------------------------------------------------------------------- */
