@@ -327,7 +327,7 @@ void loom__baton_post_slow(struct loom__reactor *r, struct loom_baton *baton);
 /* Wakes the fiber waiting on `baton` (a local post): the common case inline. */
 static inline void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *baton)
 {
-    if (LOOM_LIKELY(baton->state == LOOM_BATON_WAITING && baton->core == r->core)) {
+    if (LOOM_LIKELY(baton->state == LOOM_BATON_WAITING && baton->core == (uint16_t)r->core)) {
         baton->state = LOOM_BATON_WOKEN;
         loom__fiber_ready(r, baton->waiter);
         return;
@@ -340,8 +340,8 @@ static inline void loom__baton_check_owner(const struct loom_baton *b,
                                            const struct loom__reactor *r)
 {
     LOOM_ASSERTF(b->state != LOOM_BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
-    LOOM_ASSERTF(b->core == r->core, "baton %p of core %u used on core %u", (void *)b, b->core,
-                 r->core);
+    LOOM_ASSERTF(b->core == (uint16_t)r->core, "baton %p of core %u used on core %u", (void *)b,
+                 b->core, r->core);
 }
 
 /* Ends a wait cycle: later remote posts that saw the old generation are stale. */
