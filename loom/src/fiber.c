@@ -343,7 +343,7 @@ void loom__fiber_run_ready(struct loom__reactor *r)
 static inline __attribute__((always_inline)) void switch_out(struct loom__reactor *r,
                                                              struct loom_fiber *f, bool exiting)
 {
-    LOOM_ASSERT(r->current == f);
+    LOOM_DEBUG_ASSERT(r->current == f); /* each caller took `f` from r->current or checked it */
     void **fake_save = exiting ? NULL : &f->asan_fake_stack;
     struct loom_fiber *next = next_in_pass(r);
     if (next) {
