@@ -285,10 +285,8 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
 {
     for (;;) {
         if (f == NULL) {
-            if (loom__clock_read(r) >= r->pass_end_ns) {
-                r->pass_over = true;
-                return NULL;
-            }
+            if (loom__clock_read(r) >= r->pass_end_ns)
+                return NULL; /* the caller switches to the loop: the pass is over */
         } else if (f->state != LOOM_FIBER_NEW || stack_available(r, f->stack_class)) {
             return f;
         } else {
@@ -302,10 +300,11 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
     }
 }
 
-/* The next fiber of the current pass, or NULL when the pass is over. */
+/* The next fiber of the current pass, or NULL when the pass is over: every caller then
+ * switches to the loop, and only the loop starts a pass (loom__fiber_run_ready()). */
 static inline struct loom_fiber *next_in_pass(struct loom__reactor *r)
 {
-    if (r->pass_over || r->ready_head == NULL)
+    if (r->ready_head == NULL)
         return NULL;
     if (LOOM_UNLIKELY((++r->pass_ran & (QUOTA_CHECK_SWITCHES - 1)) == 0))
         return next_in_pass_slow(r, NULL);
@@ -318,7 +317,6 @@ static inline struct loom_fiber *next_in_pass(struct loom__reactor *r)
 void loom__fiber_run_ready(struct loom__reactor *r)
 {
     LOOM_ASSERT(r->current == NULL);
-    r->pass_over = false;
     r->pass_ran = 0;
     /* The quota counts from the iteration's time if anything has read it yet, else from the
      * last time read (earlier: the pass ends no later than a quota after its start). The

@@ -182,7 +182,6 @@ struct loom__reactor {
     void *loop_tsan_fiber;
     void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
-    bool pass_over;      /* the current run pass has used up its task quota */
     uint64_t pass_ran;   /* switches in this pass (the quota is checked every 64) */
     int64_t pass_end_ns; /* the task quota's end for this pass */
     struct loom_fiber *fiber_free;
