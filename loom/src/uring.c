@@ -392,21 +392,23 @@ static void dispatch_internal(struct loom__reactor *r, uint64_t ud, int32_t res)
     }
 }
 
-static void dispatch(struct loom__reactor *r, uint64_t ud, int32_t res, uint32_t flags)
+/* Returns 1 when the CQE was its op's last (the op is idle again), else 0. */
+static unsigned dispatch(struct loom__reactor *r, uint64_t ud, int32_t res, uint32_t flags)
 {
     if (ud < LOOM_UD_MAX) {
         dispatch_internal(r, ud, res);
-        return;
+        return 0;
     }
     struct loom_op *op = (struct loom_op *)(uintptr_t)ud;
     op->res = res;
     op->cqe_flags = flags;
+    unsigned last = 0;
     if (!(flags & IORING_CQE_F_MORE)) {
-        LOOM_ASSERT(r->ops_in_flight > 0);
-        r->ops_in_flight--;
         op->state = LOOM_OP_IDLE;
+        last = 1;
     }
     op->fn(op);
+    return last;
 }
 
 /* Reaps every CQE, running each callback as it is read; the slots are released at the end.
@@ -420,16 +422,19 @@ static int reap(struct loom__reactor *r)
     LOOM_DEBUG_ASSERT(!(ring->flags & IORING_SETUP_CQE32));
     const unsigned mask = ring->cq.ring_mask;
     struct io_uring_cqe *cqes = ring->cq.cqes;
-    unsigned head = *ring->cq.khead, start = head;
+    unsigned head = *ring->cq.khead, start = head, ended = 0;
     for (;;) {
         unsigned tail = io_uring_smp_load_acquire(ring->cq.ktail);
         if (head == tail)
             break;
         for (; head != tail; head++) {
             const struct io_uring_cqe *cqe = &cqes[head & mask];
-            dispatch(r, cqe->user_data, cqe->res, cqe->flags);
+            ended += dispatch(r, cqe->user_data, cqe->res, cqe->flags);
         }
     }
+    /* the ops that ended leave the count once per batch (nothing reads it from a callback) */
+    LOOM_ASSERT(r->ops_in_flight >= ended);
+    r->ops_in_flight -= ended;
     unsigned n = head - start;
     if (n) {
         io_uring_cq_advance(ring, n);
