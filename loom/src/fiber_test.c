@@ -148,7 +148,7 @@ static void test_task_quota(bool timer_armed)
     struct loom_fiber *f[4];
     struct loom_fiber_attr attr = {.name = "spinner", .joinable = true};
     struct loom_timer timer;
-    struct loom_op op;
+    struct loom_op op = {0};
     loom_timer_init(&timer);
     if (timer_armed)
         CHECK_EQ(loom_timer_start(&timer, loom_deadline_in(3600 * LOOM_NS_PER_S), quota_timer_fired,
