@@ -174,8 +174,7 @@ static struct loom_fiber *ready_pop(struct loom__reactor *r)
     r->ready_head = f->next;
     if (!r->ready_head)
         r->ready_tail = NULL;
-    f->next = NULL;
-    return f;
+    return f; /* f->next is stale until the fiber is queued again (every push sets it) */
 }
 
 int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
