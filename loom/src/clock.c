@@ -23,7 +23,7 @@ int64_t loom_clock_ns(void)
 int64_t loom_now_ns(void)
 {
     struct loom__reactor *r = loom__self;
-    return r ? r->now_ns : loom__clock_ns();
+    return r ? loom__now(r) : loom__clock_ns();
 }
 
 int64_t loom_deadline_in(int64_t duration_ns)

@@ -5,11 +5,12 @@
  * A run pass starts in the loop and runs ready fibers until none is left or the task quota
  * (--task-quota-us) is used up; the quota is the bound on how long messages, timers and
  * completions wait, as in Seastar (bounding a pass to the fibers ready at its start instead
- * made a yield 4x dearer: a loop turn per round). A fiber that blocks, yields or exits
- * switches straight to the next fiber of the pass, or back to the loop when the pass is over:
- * one switch per hand-off instead of two. Whoever runs after an exited fiber recycles its
- * stack (a fiber cannot free the stack it runs on). Stacks are carved
- * from the core's budget with a PROT_NONE guard page below, registered with valgrind once,
+ * made a yield 4x dearer: a loop turn per round). A fiber that blocks or yields switches
+ * straight to the next fiber of the pass, or back to the loop when the pass is over: one
+ * switch per hand-off instead of two. A fiber that returns switches to the loop, which
+ * recycles its stack (a fiber cannot free the stack it runs on) and goes on with the pass;
+ * so a resumed fiber has nothing to do after its switch. Stacks are carved from the core's
+ * budget with a PROT_NONE guard page below, registered with valgrind once,
  * and recycled through per-class free lists, so steady-state spawning touches no syscall and
  * no heap. Switches are annotated for ASan (fake stacks) and TSan (fiber contexts).
  */
@@ -169,13 +170,11 @@ static void set_name(struct loom_fiber *f, const char *name)
 static struct loom_fiber *ready_pop(struct loom__reactor *r)
 {
     struct loom_fiber *f = r->ready_head;
-    LOOM_DEBUG_ASSERT(f != NULL && r->ready_count > 0);
+    LOOM_DEBUG_ASSERT(f != NULL);
     r->ready_head = f->next;
     if (!r->ready_head)
         r->ready_tail = NULL;
-    r->ready_count--;
-    f->next = NULL;
-    return f;
+    return f; /* f->next is stale until the fiber is queued again (every push sets it) */
 }
 
 int loom_spawn(struct loom_fiber **out, loom_fiber_fn fn, void *arg,
@@ -235,16 +234,11 @@ static inline void prepare_run(struct loom__reactor *r, struct loom_fiber *f)
     if (LOOM_UNLIKELY(f->state == LOOM_FIBER_NEW))
         prepare_first_run(r, f);
     f->state = LOOM_FIBER_RUNNING;
-    r->current = f;
-    LOOM_STAT_INC(r, fibers_run);
-    atomic_store_explicit(&r->stall_fiber_name, f->name, memory_order_relaxed);
-    atomic_store_explicit(&r->stall_switches,
-                          atomic_load_explicit(&r->stall_switches, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    loom__set_current(r, f);
+    LOOM_STAT_INC(r, fibers_run); /* also the stall watchdog's sign of progress */
 }
 
-/* The loop's or the next fiber's half of a fiber's exit: recycle its stack, free or keep its
- * record. Runs on a stack other than the exited fiber's. */
+/* The loop's half of a fiber's exit: recycle its stack, free or keep its record. */
 static __attribute__((noinline)) void reap_exited(struct loom__reactor *r)
 {
     struct loom_fiber *f = r->exited;
@@ -290,10 +284,8 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
 {
     for (;;) {
         if (f == NULL) {
-            if (loom__clock_ns() >= r->pass_end_ns) {
-                r->pass_over = true;
-                return NULL;
-            }
+            if (loom__clock_read(r) >= r->pass_end_ns)
+                return NULL; /* the caller switches to the loop: the pass is over */
         } else if (f->state != LOOM_FIBER_NEW || stack_available(r, f->stack_class)) {
             return f;
         } else {
@@ -307,10 +299,11 @@ static __attribute__((noinline)) struct loom_fiber *next_in_pass_slow(struct loo
     }
 }
 
-/* The next fiber of the current pass, or NULL when the pass is over. */
+/* The next fiber of the current pass, or NULL when the pass is over: every caller then
+ * switches to the loop, and only the loop starts a pass (loom__fiber_run_ready()). */
 static inline struct loom_fiber *next_in_pass(struct loom__reactor *r)
 {
-    if (r->pass_over || r->ready_head == NULL)
+    if (r->ready_head == NULL)
         return NULL;
     if (LOOM_UNLIKELY((++r->pass_ran & (QUOTA_CHECK_SWITCHES - 1)) == 0))
         return next_in_pass_slow(r, NULL);
@@ -323,53 +316,56 @@ static inline struct loom_fiber *next_in_pass(struct loom__reactor *r)
 void loom__fiber_run_ready(struct loom__reactor *r)
 {
     LOOM_ASSERT(r->current == NULL);
-    r->pass_over = false;
     r->pass_ran = 0;
+    /* The quota counts from the iteration's time if anything has read it yet, else from the
+     * last time read (earlier: the pass ends no later than a quota after its start). The
+     * pass's first quota check then reads the clock for the iteration. */
     r->pass_end_ns = r->now_ns + r->quota_ns;
-    struct loom_fiber *f = next_in_pass(r);
-    if (!f)
-        return;
-    prepare_run(r, f);
-    annotate_leave(&r->loop_fake_stack, f->stack_lo, f->stack_size, f->tsan_fiber);
-    loom__ctx_switch(&r->loop_ctx, &f->ctx);
-    annotate_arrive(r->loop_fake_stack);
-    /* back when the pass is over: the last fiber switched here */
-    r->current = NULL;
-    atomic_store_explicit(&r->stall_fiber_name, NULL, memory_order_relaxed);
-    if (r->exited)
+    struct loom_fiber *f;
+    while ((f = next_in_pass(r)) != NULL) {
+        prepare_run(r, f);
+        annotate_leave(&r->loop_fake_stack, f->stack_lo, f->stack_size, f->tsan_fiber);
+        loom__ctx_switch(&r->loop_ctx, &f->ctx);
+        annotate_arrive(r->loop_fake_stack);
+        loom__set_current(r, NULL);
+        /* Back because the pass is over (the last fiber blocked or yielded here), or because
+         * a fiber returned: recycle its stack, and the pass goes on. */
+        if (!r->exited)
+            return;
         reap_exited(r);
+    }
 }
 
-/* The running fiber `f` gives up the CPU (it is queued, waiting, or finished): switch to the
- * next fiber of the pass, or to the loop. Returns when `f` is resumed (never if exiting).
- * Inlined into its three callers, so that `exiting` is a constant in each. */
+/* The running fiber `f` gives up the CPU (it is queued or waiting): switch to the next fiber
+ * of the pass, or to the loop. Returns when `f` is resumed. In release builds nothing follows
+ * the switch, so it is a tail call and the resumed fiber returns from loom__ctx_switch()
+ * straight into its caller: no frame, no saved registers here. That is why a fiber that
+ * returns switches to the loop rather than to the next fiber (loom__fiber_entry()): its
+ * stack must be recycled by whoever runs after it, and a resumed fiber has no code left to
+ * run for that. Inlined into its two callers. */
 static inline __attribute__((always_inline)) void switch_out(struct loom__reactor *r,
-                                                             struct loom_fiber *f, bool exiting)
+                                                             struct loom_fiber *f)
 {
-    LOOM_ASSERT(r->current == f);
-    void **fake_save = exiting ? NULL : &f->asan_fake_stack;
+    LOOM_DEBUG_ASSERT(r->current == f); /* each caller took `f` from r->current */
     struct loom_fiber *next = next_in_pass(r);
     if (next) {
         prepare_run(r, next);
-        annotate_leave(fake_save, next->stack_lo, next->stack_size, next->tsan_fiber);
+        annotate_leave(&f->asan_fake_stack, next->stack_lo, next->stack_size, next->tsan_fiber);
         loom__ctx_switch(&f->ctx, &next->ctx);
     } else {
-        annotate_leave(fake_save, r->loop_stack_lo, r->loop_stack_size, r->loop_tsan_fiber);
+        annotate_leave(&f->asan_fake_stack, r->loop_stack_lo, r->loop_stack_size,
+                       r->loop_tsan_fiber);
         loom__ctx_switch(&f->ctx, &r->loop_ctx);
     }
-    LOOM_ASSERTF(!exiting, "a fiber that returned was resumed");
     annotate_arrive(f->asan_fake_stack);
-    LOOM_ASSERT(r->current == f);
-    if (r->exited)
-        reap_exited(r);
+    LOOM_DEBUG_ASSERT(r->current == f && r->exited == NULL);
 }
 
 void loom__fiber_entry(struct loom_fiber *f)
 {
     struct loom__reactor *r = loom__self;
     annotate_arrive(NULL);
-    if (r->exited)
-        reap_exited(r);
+    LOOM_DEBUG_ASSERT(r->exited == NULL); /* the loop recycled the last returned fiber */
     f->result = f->fn(f->arg);
     r = loom__self; /* fibers never migrate; reload after the call for clarity */
     LOOM_ASSERT(r->current == f);
@@ -378,8 +374,11 @@ void loom__fiber_entry(struct loom_fiber *f)
         loom__baton_post_local(r, f->join_baton);
         f->join_baton = NULL;
     }
+    /* to the loop, which recycles this stack and goes on with the pass (see switch_out()) */
     r->exited = f;
-    switch_out(r, f, true);
+    annotate_leave(NULL, r->loop_stack_lo, r->loop_stack_size, r->loop_tsan_fiber);
+    loom__ctx_switch(&f->ctx, &r->loop_ctx);
+    LOOM_ASSERTF(false, "fiber '%s' was resumed after it returned", f->name);
     __builtin_unreachable();
 }
 
@@ -388,7 +387,7 @@ void loom__fiber_block(struct loom__reactor *r)
     struct loom_fiber *f = r->current;
     LOOM_ASSERTF(f != NULL, "a blocking call outside a fiber (from a callback or the loop)");
     f->state = LOOM_FIBER_WAITING;
-    switch_out(r, f, false);
+    switch_out(r, f);
 }
 
 void loom_yield(void)
@@ -397,7 +396,7 @@ void loom_yield(void)
     struct loom_fiber *f = r->current;
     LOOM_ASSERTF(f != NULL, "loom_yield() outside a fiber");
     loom__fiber_ready(r, f);
-    switch_out(r, f, false);
+    switch_out(r, f);
 }
 
 int loom_fiber_join(struct loom_fiber *f, int64_t deadline_ns, int *result)

@@ -174,15 +174,14 @@ struct loom__reactor {
     pthread_t thread;
     pid_t tid;
 
-    struct loom_fiber *current; /* the running fiber, NULL in the loop */
+    struct loom_fiber *current; /* the running fiber, NULL in the loop (shared: the watchdog
+                                 * reads it, so it is written with loom__set_current()) */
     struct loom__ctx loop_ctx;  /* the loop's context while a fiber runs */
     void *loop_stack_lo;        /* the thread stack (for ASan switch annotations) */
     size_t loop_stack_size;
     void *loop_tsan_fiber;
     void *loop_fake_stack;
     struct loom_fiber *ready_head, *ready_tail;
-    uint64_t ready_count;
-    bool pass_over;      /* the current run pass has used up its task quota */
     uint64_t pass_ran;   /* switches in this pass (the quota is checked every 64) */
     int64_t pass_end_ns; /* the task quota's end for this pass */
     struct loom_fiber *fiber_free;
@@ -209,7 +208,8 @@ struct loom__reactor {
     uint32_t ops_in_flight;
 
     struct loom__wheel wheel;
-    int64_t now_ns;
+    int64_t now_ns; /* the iteration's cached time, read lazily: see loom__now() */
+    bool now_stale; /* now_ns is from an earlier loop iteration */
     int64_t quota_ns;
 
     /* cross-core: in[i] is the ring from core i, out[i] the ring to core i */
@@ -226,14 +226,19 @@ struct loom__reactor {
     int64_t stop_deadline_ns;                  /* end of the shutdown grace, 0 = running */
 
     /* shared */
-    alignas(LOOM_CACHELINE) _Atomic int sleeping;            /* set while (about to be) asleep */
-    alignas(LOOM_CACHELINE) _Atomic uint64_t stall_switches; /* switches into fibers */
-    _Atomic(const char *) stall_fiber_name; /* name of the running fiber, NULL in the loop */
-    uint64_t stall_seen_switches;           /* watchdog's last sample */
+    alignas(LOOM_CACHELINE) _Atomic int sleeping;         /* set while (about to be) asleep */
+    alignas(LOOM_CACHELINE) uint64_t stall_seen_switches; /* watchdog's last sample */
     int64_t stall_seen_ns;
     bool stall_reported;
+    /* stats.fibers_run (switches into fibers) and `current` are what the watchdog samples */
     alignas(LOOM_CACHELINE) struct loom_stats stats;
 };
+
+/* Sets the running fiber; the stall watchdog reads it from its own thread. */
+static inline void loom__set_current(struct loom__reactor *r, struct loom_fiber *f)
+{
+    __atomic_store_n(&r->current, f, __ATOMIC_RELAXED);
+}
 
 /* Bumps a counter; other threads read counters with relaxed atomic loads. */
 #define LOOM_STAT_ADD(r, field, n)                                                                 \
@@ -293,7 +298,6 @@ bool loom__addr_in_guard(struct loom__reactor *r, const void *addr, struct loom_
 static inline void loom__ready_push(struct loom__reactor *r, struct loom_fiber *f)
 {
     LOOM_FIFO_PUSH(r->ready_head, r->ready_tail, f);
-    r->ready_count++;
 }
 
 /* Makes a waiting (or the running, yielding) fiber ready. */
@@ -322,7 +326,7 @@ void loom__baton_post_slow(struct loom__reactor *r, struct loom_baton *baton);
 /* Wakes the fiber waiting on `baton` (a local post): the common case inline. */
 static inline void loom__baton_post_local(struct loom__reactor *r, struct loom_baton *baton)
 {
-    if (LOOM_LIKELY(baton->state == LOOM_BATON_WAITING && baton->core == r->core)) {
+    if (LOOM_LIKELY(baton->state == LOOM_BATON_WAITING && baton->core == (uint16_t)r->core)) {
         baton->state = LOOM_BATON_WOKEN;
         loom__fiber_ready(r, baton->waiter);
         return;
@@ -335,8 +339,8 @@ static inline void loom__baton_check_owner(const struct loom_baton *b,
                                            const struct loom__reactor *r)
 {
     LOOM_ASSERTF(b->state != LOOM_BATON_DEAD, "baton %p used after loom_baton_deinit()", (void *)b);
-    LOOM_ASSERTF(b->core == r->core, "baton %p of core %u used on core %u", (void *)b, b->core,
-                 r->core);
+    LOOM_ASSERTF(b->core == (uint16_t)r->core, "baton %p of core %u used on core %u", (void *)b,
+                 b->core, r->core);
 }
 
 /* Ends a wait cycle: later remote posts that saw the old generation are stale. */
@@ -512,5 +516,30 @@ void loom__stall_thread_init(void); /* per reactor thread: signal handler, altst
 
 /* clock.c */
 int64_t loom__clock_ns(void);
+
+/* The precise clock, read on `r`'s thread: the iteration's first read also becomes its cached
+ * time (a read the iteration then need not make). */
+static inline int64_t loom__clock_read(struct loom__reactor *r)
+{
+    int64_t now = loom__clock_ns();
+    if (r->now_stale) {
+        r->now_ns = now;
+        r->now_stale = false;
+    }
+    return now;
+}
+
+/* The loop iteration's cached time (loom_now_ns()). The clock is read at the iteration's
+ * first use of it rather than at its start, so an iteration that needs no time (no timer
+ * armed, nobody asking) makes no clock read: that read cost as much as the rest of a loop turn
+ * (~40 ns through the vDSO under virtualisation). */
+static inline int64_t loom__now(struct loom__reactor *r)
+{
+    if (LOOM_UNLIKELY(r->now_stale)) {
+        r->now_ns = loom__clock_ns();
+        r->now_stale = false;
+    }
+    return r->now_ns;
+}
 
 #endif

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: MIT
  * reactor.c - the per-core loop: fibers, completions, cross-core messages, timers, io_uring.
  *
- * One iteration: read the clock and fire due timers, run ready fibers (up to the task quota),
- * run completions made without the kernel, drain inbound rings, publish outbound rings
- * (waking sleeping cores), move overflowed ops into the SQ, then submit and reap in one
+ * One iteration: fire due timers (reading the clock only if a timer is armed; otherwise it is
+ * read at its first use, see loom__now()), run ready fibers (up to the task quota), run
+ * completions made without the kernel, drain inbound rings, publish outbound rings (waking
+ * sleeping cores), move overflowed ops into the SQ, then submit and reap in one
  * io_uring_enter when there is anything to submit or reap. When idle: spin for --poll-us
  * watching the rings, the CQ and IORING_SQ_TASKRUN, then sleep in io_uring_enter until the
  * next timer or a wake-up.
@@ -197,10 +198,10 @@ static bool check_stop(struct loom__reactor *r)
     if (!loom_stopping())
         return false;
     if (r->stop_deadline_ns == 0)
-        r->stop_deadline_ns = r->now_ns + loom__rt.config.shutdown_grace_ns;
+        r->stop_deadline_ns = loom__now(r) + loom__rt.config.shutdown_grace_ns;
     if (r->fibers_live == 0 && r->ops_in_flight == 0)
         return true;
-    if (r->now_ns >= r->stop_deadline_ns) {
+    if (loom__now(r) >= r->stop_deadline_ns) {
         loom__log("warning",
                   "shutdown grace of %" PRId64 " ms passed with %" PRIu64
                   " fiber(s) and %u op(s) still running",
@@ -220,7 +221,7 @@ static bool has_runnable(struct loom__reactor *r)
 
 static void fire_timers(struct loom__reactor *r)
 {
-    uint64_t fired = loom__wheel_advance(&r->wheel, r->now_ns);
+    uint64_t fired = loom__wheel_advance(&r->wheel, loom__now(r));
     if (fired)
         LOOM_STAT_ADD(r, timers_fired, fired);
 }
@@ -256,7 +257,7 @@ static void idle(struct loom__reactor *r)
     int64_t next = loom__wheel_next_ns(&r->wheel);
     if (r->stop_deadline_ns && r->stop_deadline_ns < next)
         next = r->stop_deadline_ns;
-    if (next <= loom__clock_ns())
+    if (next <= loom__clock_read(r))
         return;
     if (spin(r, next)) {
         if (r->sqes_pending || loom__uring_has_work(r))
@@ -296,12 +297,14 @@ void loom__reactor_run(struct loom__reactor *r)
 {
     LOOM_ASSERT(loom__self == r && r->current == NULL);
     for (;;) {
-        /* The iteration's one clock read (tens of ns through the vDSO under virtualisation):
-         * timers fire against it at once, so the fibers they wake run in this pass, and the
-         * pass's task quota counts from it. */
-        r->now_ns = loom__clock_ns();
+        /* The iteration's clock is read when first needed (loom__now()). Armed timers need
+         * it at once: they fire against it here, so the fibers they wake run in this pass.
+         * With none armed an iteration may make no clock read at all; the pass's task quota
+         * then counts from the last time read, which is earlier (the pass ends no later). */
+        r->now_stale = true;
         LOOM_STAT_INC(r, loop_iterations);
-        fire_timers(r);
+        if (r->wheel.armed)
+            fire_timers(r);
         loom__fiber_run_ready(r);
         if (r->done_head)
             run_done(r);

@@ -156,6 +156,8 @@ bool loom__smp_parked_can_move(struct loom__reactor *r)
 
 void loom__smp_flush(struct loom__reactor *r)
 {
+    if (loom__rt.cores == 1)
+        return; /* no rings: messages to the core itself wait in its self list */
     for (unsigned w = 0; w < (loom__rt.cores + 63) / 64; w++) {
         uint64_t bits = r->out_dirty[w];
         uint64_t keep = 0;
@@ -217,6 +219,8 @@ void loom__smp_drain(struct loom__reactor *r)
 {
     if (r->self_head)
         drain_self(r);
+    if (loom__rt.cores == 1)
+        return; /* no rings */
     uint64_t n = 0;
     for (unsigned from = 0; from < loom__rt.cores; from++) {
         if (from != r->core)

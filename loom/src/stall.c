@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: MIT
  * stall.c - the stall detector and the fiber stack-overflow reporter.
  *
- * Stalls: each reactor bumps `stall_switches` when it switches into a fiber (a relaxed store,
- * no clock read). A watchdog thread samples every core every stall/4; a core whose running
- * fiber has not changed across samples spanning --stall-ms is stalled: the watchdog signals
- * that reactor thread, whose handler prints the fiber's name and a backtrace of where it is.
- * One report per stall. Overflows: a SIGSEGV on the guard page below the running fiber's
- * stack prints which fiber overflowed (on an alternate signal stack) before the process dies.
+ * Stalls: each reactor bumps stats.fibers_run when it switches into a fiber (a relaxed store,
+ * no clock read) and publishes the running fiber in `current` (NULL in the loop). A watchdog thread
+ * samples every core every stall/4; a core whose running fiber has not changed across samples
+ * spanning --stall-ms is stalled: the watchdog signals that reactor thread, whose handler prints
+ * the fiber's name and a backtrace of where it is. One report per stall. Overflows: a SIGSEGV on
+ * the guard page below the running fiber's stack prints which fiber overflowed (on an alternate
+ * signal stack) before the process dies.
  */
 #include <errno.h>
 #include <execinfo.h>
@@ -34,7 +35,8 @@ static void stall_handler(int signo, siginfo_t *info, void *context)
     int saved_errno = errno;
     struct loom__reactor *r = loom__self;
     if (r) {
-        const char *name = atomic_load_explicit(&r->stall_fiber_name, memory_order_relaxed);
+        const struct loom_fiber *f = r->current; /* this thread's own field */
+        const char *name = f ? f->name : NULL;
         char line[256];
         int n = snprintf(line, sizeof(line),
                          "loom[core %u] stall: fiber '%s' has run for more than %" PRId64
@@ -122,9 +124,9 @@ void loom__stall_thread_init(void)
 
 static void sample_core(struct loom__reactor *r, int64_t now, int64_t stall_ns)
 {
-    uint64_t switches = atomic_load_explicit(&r->stall_switches, memory_order_relaxed);
-    const char *name = atomic_load_explicit(&r->stall_fiber_name, memory_order_relaxed);
-    if (switches != r->stall_seen_switches || name == NULL) {
+    uint64_t switches = __atomic_load_n(&r->stats.fibers_run, __ATOMIC_RELAXED);
+    const struct loom_fiber *running = __atomic_load_n(&r->current, __ATOMIC_RELAXED);
+    if (switches != r->stall_seen_switches || running == NULL) {
         r->stall_seen_switches = switches;
         r->stall_seen_ns = now;
         r->stall_reported = false;

@@ -403,6 +403,18 @@ void loom_timer_init(struct loom_timer *timer)
     timer->state = TIMER_IDLE;
 }
 
+/* The loop does not advance an empty wheel (it reads no clock for one): before the first timer
+ * is armed, the wheel's time moves to `now_ns`, so the timer is placed against the present.
+ * Nothing is in the slots or due, so no invariant depends on the old time. */
+static void wheel_catch_up(struct loom__wheel *wheel, int64_t now_ns)
+{
+    LOOM_ASSERT(wheel->armed == 0);
+    uint64_t tick = (uint64_t)now_ns >> LOOM_WHEEL_TICK_SHIFT;
+    if (tick > wheel->now_tick)
+        wheel->now_tick = tick;
+    wheel_check(wheel);
+}
+
 static int timer_arm(struct loom__reactor *r, struct loom_timer *timer, int64_t deadline_ns,
                      int64_t period_ns, loom_timer_fn fn, void *arg)
 {
@@ -413,6 +425,8 @@ static int timer_arm(struct loom__reactor *r, struct loom_timer *timer, int64_t 
     timer->period_ns = period_ns;
     timer->fn = fn;
     timer->arg = arg;
+    if (r->wheel.armed == 0)
+        wheel_catch_up(&r->wheel, loom__now(r));
     loom__wheel_add(&r->wheel, timer);
     LOOM_ASSERT(timer->state == TIMER_ARMED);
     return 0;
@@ -437,7 +451,7 @@ int loom_timer_start_periodic(struct loom_timer *timer, int64_t period_ns, loom_
     if (period_ns <= 0)
         return -EINVAL;
     int64_t deadline_ns;
-    if (__builtin_add_overflow(r->now_ns, period_ns, &deadline_ns))
+    if (__builtin_add_overflow(loom__now(r), period_ns, &deadline_ns))
         deadline_ns = LOOM_NO_DEADLINE;
     return timer_arm(r, timer, deadline_ns, period_ns, fn, arg);
 }

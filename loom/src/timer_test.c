@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: MIT
  * timer_test.c - timers on a running reactor (the wheel itself is model-checked in
  * wheel_test): firing order by deadline, never early, periodic timers and cancelling them from
- * their callback, cancel before firing, -EALREADY / -EINVAL / -ENOENT, sleeps, and timers on
- * two cores at once, each firing on its own core.
+ * their callback, cancel before firing, -EALREADY / -EINVAL / -ENOENT, timers armed after
+ * the wheel stayed empty while the loop ran, sleeps, and timers on two cores at once, each
+ * firing on its own core.
  * LOOM_TEST_TAGS: tsan
  */
 #include <errno.h>
@@ -84,6 +85,52 @@ static void test_periodic(void)
     CHECK_EQ(loom_timer_start_periodic(&timer, 0, tick, NULL), -EINVAL);
 }
 
+static int64_t late_deadline;
+static int late_fired, late_early;
+
+static void late_record(struct loom_timer *timer, void *arg)
+{
+    (void)timer;
+    (void)arg;
+    if (loom_clock_ns() < late_deadline)
+        late_early++;
+    late_fired++;
+}
+
+/* The loop reads no clock for an empty wheel, nor when nothing asks for the time: after NOP
+ * round trips with no timer armed (10 ms asking for loom_now_ns(), then 10 ms not asking),
+ * loom_now_ns() is still never older than the iteration, and timers armed then, periodic and
+ * one-shot, still fire on time, never early. */
+static void test_after_empty_wheel(void)
+{
+    int64_t busy_until = loom_clock_ns() + 10 * LOOM_NS_PER_MS;
+    int64_t before = 0;
+    while ((before = loom_clock_ns()) < busy_until) {
+        CHECK_EQ(loom_nop(), 0); /* resumed in a later loop iteration */
+        CHECK_GE(loom_now_ns(), before);
+    }
+    busy_until = loom_clock_ns() + 10 * LOOM_NS_PER_MS;
+    while (loom_clock_ns() < busy_until)
+        CHECK_EQ(loom_nop(), 0);
+    struct loom_timer once, periodic;
+    loom_timer_init(&once);
+    loom_timer_init(&periodic);
+    before = loom_clock_ns();
+    CHECK_EQ(loom_nop(), 0);
+    ticks = 0;
+    armed_at = before; /* start_periodic counts from loom_now_ns(), which is not older */
+    CHECK_EQ(loom_timer_start_periodic(&periodic, 2 * LOOM_NS_PER_MS, tick, NULL), 0);
+    late_deadline = loom_now_ns() + 2 * LOOM_NS_PER_MS;
+    CHECK_EQ(loom_timer_start(&once, late_deadline, late_record, NULL), 0);
+    int64_t deadline = loom_deadline_in(10 * LOOM_NS_PER_S);
+    while ((ticks < 10 || late_fired == 0) && loom_clock_ns() < deadline)
+        loom_sleep(LOOM_NS_PER_MS);
+    CHECK_EQ(late_fired, 1);
+    CHECK_EQ(late_early, 0);
+    CHECK_EQ(ticks, 10);
+    CHECK(!loom_timer_is_armed(&periodic));
+}
+
 static _Atomic int fired_on[2];
 
 static void note_core(struct loom_timer *timer, void *arg)
@@ -112,6 +159,7 @@ static int test_main(void *arg)
     (void)arg;
     test_order();
     test_periodic();
+    test_after_empty_wheel();
     int64_t start = loom_clock_ns();
     CHECK_EQ(loom_sleep(5 * LOOM_NS_PER_MS), 0);
     CHECK_GE(loom_clock_ns() - start, 5 * LOOM_NS_PER_MS);

@@ -233,7 +233,7 @@ SQE_SAME(file_index, file_index);
 SQE_SAME(addr3, addr3);
 _Static_assert(sizeof(struct io_uring_sqe) == sizeof(struct loom__sqe), "SQE size");
 
-static inline bool uring_prep(struct loom__reactor *r, struct loom_op *op)
+bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
 {
     struct io_uring_sqe *sqe = sqe_get(r->uring);
     if (LOOM_UNLIKELY(!sqe))
@@ -245,18 +245,30 @@ static inline bool uring_prep(struct loom__reactor *r, struct loom_op *op)
     return true;
 }
 
-bool loom__uring_prep(struct loom__reactor *r, struct loom_op *op)
-{
-    return uring_prep(r, op);
-}
-
-/* Here rather than in reactor.c so that the SQE copy inlines into it: every op starts here. */
-static inline void op_start(struct loom__reactor *r, struct loom_op *op)
+/* An op starts in three steps: op_begin() gives the SQE to prepare, the caller prepares it,
+ * op_commit() hands the op on. The SQE is a free SQ slot when the op goes to the ring at once
+ * (the overflow queue is empty and the SQ has room): prepared in place, with no image in the
+ * op and no 64-byte copy. Otherwise it is the op's own image, which waits in the overflow
+ * queue until flush_overflow() copies it into the SQ (loom__uring_prep()). Between the calls
+ * no other SQE may be taken. Here rather than in reactor.c so that all of it inlines. */
+static inline struct io_uring_sqe *op_begin(struct loom__reactor *r, struct loom_op *op)
 {
     LOOM_ASSERTF(op->state == LOOM_OP_IDLE, "op %p started while in flight", (void *)op);
     LOOM_ASSERT(op->fn != NULL);
     r->ops_in_flight++;
-    if (LOOM_LIKELY(r->overflow_head == NULL) && uring_prep(r, op)) {
+    if (LOOM_LIKELY(r->overflow_head == NULL)) {
+        struct io_uring_sqe *sqe = sqe_get(r->uring);
+        if (LOOM_LIKELY(sqe != NULL))
+            return sqe;
+    }
+    return (struct io_uring_sqe *)op->sqe;
+}
+
+static inline void op_commit(struct loom__reactor *r, struct loom_op *op, struct io_uring_sqe *sqe)
+{
+    if (LOOM_LIKELY(sqe != (struct io_uring_sqe *)op->sqe)) {
+        sqe->user_data = (uint64_t)(uintptr_t)op;
+        r->sqes_pending++;
         op->state = LOOM_OP_SUBMITTED;
         return;
     }
@@ -266,34 +278,37 @@ static inline void op_start(struct loom__reactor *r, struct loom_op *op)
     LOOM_STAT_INC(r, sqes_overflowed);
 }
 
+/* Starts `op` whose SQE image is prepared already (the network ops of net.c). */
 void loom__op_start(struct loom__reactor *r, struct loom_op *op)
 {
-    op_start(r, op);
+    struct io_uring_sqe *sqe = op_begin(r, op);
+    if (sqe != (struct io_uring_sqe *)op->sqe)
+        memcpy(sqe, op->sqe, sizeof(*sqe));
+    op_commit(r, op, sqe);
 }
 
 /* ---- NOPs: the round trip through the ring with no device time ------------------------------ */
 
-/* A NOP's SQE image (what io_uring_prep_nop() writes: opcode IORING_OP_NOP, fd -1). */
+/* A NOP's SQE (what io_uring_prep_nop() writes: opcode IORING_OP_NOP, fd -1). */
 static const struct loom__sqe nop_sqe = {.opcode = IORING_OP_NOP, .fd = -1};
 
-/* Fills `op` as a NOP; the one place that knows a NOP's fields. The image is copied whole
- * from a constant rather than zeroed and patched (fd = -1): op_start() reads it back at once
- * in 16-byte pieces, and a load that spans two stores (the zeroing and the 4-byte fd) cannot
- * be forwarded from the store buffer and waits for both to reach the cache. */
-static inline void op_fill_nop(struct loom_op *op, loom_op_fn fn, void *data)
+/* Starts `op` as a NOP; the one place that knows a NOP's fields. The SQE is copied whole from
+ * a constant (four 16-byte moves) rather than zeroed and patched (fd = -1). */
+static inline void op_start_nop(struct loom__reactor *r, struct loom_op *op, loom_op_fn fn,
+                                void *data)
 {
     op->fn = fn;
     op->data = data;
     op->res = 0;
     op->cqe_flags = 0;
-    memcpy(loom__op_sqe(op), &nop_sqe, sizeof(nop_sqe));
+    struct io_uring_sqe *sqe = op_begin(r, op);
+    memcpy(sqe, &nop_sqe, sizeof(nop_sqe));
+    op_commit(r, op, sqe);
 }
 
 void loom_op_nop(struct loom_op *op, loom_op_fn fn, void *data)
 {
-    struct loom__reactor *r = loom__reactor();
-    op_fill_nop(op, fn, data);
-    op_start(r, op);
+    op_start_nop(loom__reactor(), op, fn, data);
 }
 
 static void nop_done(struct loom_op *op)
@@ -301,25 +316,23 @@ static void nop_done(struct loom_op *op)
     loom__baton_post_local(loom__self, op->data);
 }
 
-/* The wait is armed before the op starts (its completion cannot run before the loop reaps
- * it): the baton's checks then run while the compiler still sees the baton's fresh fields,
- * and fold away, instead of after the SQE copy, which may alias anything. */
+/* The baton is born armed, the calling fiber its waiter: what loom_baton_init(),
+ * loom__baton_wait_begin() and loom__baton_wait_arm() would make of it, without their misuse
+ * checks, which hold by construction (nobody else knows the baton, so no post came first).
+ * The wait is armed before the op starts; its completion cannot run before the loop reaps it. */
 int loom_nop(void)
 {
     struct loom__reactor *r = loom__reactor();
     LOOM_ASSERTF(r->current != NULL, "loom_nop() outside a fiber");
-    struct loom_baton baton = {.core = (uint16_t)r->core, .state = LOOM_BATON_IDLE};
-    bool waits = loom__baton_wait_begin(r, &baton);
-    LOOM_ASSERT(waits); /* nobody else knows the baton, so no post came first */
-    loom__baton_wait_arm(r, &baton);
+    struct loom_baton baton = {
+        .waiter = r->current, .core = (uint16_t)r->core, .state = LOOM_BATON_WAITING};
     struct loom_op op;
     op.state = LOOM_OP_IDLE;
-    op_fill_nop(&op, nop_done, &baton);
-    op_start(r, &op);
+    op_start_nop(r, &op, nop_done, &baton);
     loom__fiber_block(r);
-    int rc = loom__baton_wait_result(&baton);
-    LOOM_ASSERT(rc == 0 && op.state == LOOM_OP_IDLE);
-    baton.state = LOOM_BATON_DEAD;
+    /* Only the NOP's completion knew the baton, and posted it; the baton ends here with the
+     * frame, so the end of its wait cycle (loom__baton_wait_result()) need not be written. */
+    LOOM_ASSERT(baton.state == LOOM_BATON_WOKEN && op.state == LOOM_OP_IDLE);
     return op.res;
 }
 
@@ -379,21 +392,23 @@ static void dispatch_internal(struct loom__reactor *r, uint64_t ud, int32_t res)
     }
 }
 
-static void dispatch(struct loom__reactor *r, uint64_t ud, int32_t res, uint32_t flags)
+/* Returns 1 when the CQE was its op's last (the op is idle again), else 0. */
+static unsigned dispatch(struct loom__reactor *r, uint64_t ud, int32_t res, uint32_t flags)
 {
     if (ud < LOOM_UD_MAX) {
         dispatch_internal(r, ud, res);
-        return;
+        return 0;
     }
     struct loom_op *op = (struct loom_op *)(uintptr_t)ud;
     op->res = res;
     op->cqe_flags = flags;
+    unsigned last = 0;
     if (!(flags & IORING_CQE_F_MORE)) {
-        LOOM_ASSERT(r->ops_in_flight > 0);
-        r->ops_in_flight--;
         op->state = LOOM_OP_IDLE;
+        last = 1;
     }
     op->fn(op);
+    return last;
 }
 
 /* Reaps every CQE, running each callback as it is read; the slots are released at the end.
@@ -407,16 +422,19 @@ static int reap(struct loom__reactor *r)
     LOOM_DEBUG_ASSERT(!(ring->flags & IORING_SETUP_CQE32));
     const unsigned mask = ring->cq.ring_mask;
     struct io_uring_cqe *cqes = ring->cq.cqes;
-    unsigned head = *ring->cq.khead, start = head;
+    unsigned head = *ring->cq.khead, start = head, ended = 0;
     for (;;) {
         unsigned tail = io_uring_smp_load_acquire(ring->cq.ktail);
         if (head == tail)
             break;
         for (; head != tail; head++) {
             const struct io_uring_cqe *cqe = &cqes[head & mask];
-            dispatch(r, cqe->user_data, cqe->res, cqe->flags);
+            ended += dispatch(r, cqe->user_data, cqe->res, cqe->flags);
         }
     }
+    /* the ops that ended leave the count once per batch (nothing reads it from a callback) */
+    LOOM_ASSERT(r->ops_in_flight >= ended);
+    r->ops_in_flight -= ended;
     unsigned n = head - start;
     if (n) {
         io_uring_cq_advance(ring, n);
@@ -590,8 +608,9 @@ void loom__uring_req_start(struct loom__reactor *r, struct loom_io_req *req)
         loom_io_complete(req, rc < 0 ? -errno : 0);
         return;
     }
-    prep_req((struct io_uring_sqe *)req->op.sqe, req);
-    loom__op_start(r, &req->op);
+    struct io_uring_sqe *sqe = op_begin(r, &req->op);
+    prep_req(sqe, req);
+    op_commit(r, &req->op, sqe);
 }
 
 /* ---- registered buffers --------------------------------------------------------------------- */

@@ -4,9 +4,10 @@
  * Both read CLOCK_MONOTONIC, so their values compare with each other and across cores.
  * CLOCK_MONOTONIC is served by the vDSO (no syscall), never jumps with wall-clock changes and
  * is what io_uring timeouts use, so a deadline computed here means the same to the kernel.
- * The low-resolution clock is the value cached by the reactor once per loop iteration: free
- * to read, good for deadlines and coarse timestamps; it lags real time by at most one loop
- * iteration (a task quota, 0.5 ms by default, plus a stall if a fiber misbehaves).
+ * The low-resolution clock is the value cached by the reactor once per loop iteration (read
+ * when the iteration first needs it): free to read, good for deadlines and coarse timestamps;
+ * it lags real time by at most one loop iteration (a task quota, 0.5 ms by default, plus a
+ * stall if a fiber misbehaves).
  */
 #ifndef LOOM_CLOCK_H
 #define LOOM_CLOCK_H
@@ -21,8 +22,9 @@ extern "C" {
  * Any thread. */
 LOOM_API int64_t loom_clock_ns(void);
 
-/* The reactor's cached monotonic time in ns, refreshed at the start of each loop iteration
- * (just before due timers fire).
+/* The reactor's cached monotonic time in ns, refreshed once per loop iteration: at its start
+ * when timers are armed (just before due timers fire), otherwise at the first call in the
+ * iteration. It never goes back and is never older than the iteration's start.
  * On a thread that is not a reactor it falls back to loom_clock_ns(). */
 LOOM_API int64_t loom_now_ns(void);
 

@@ -34,8 +34,9 @@ struct loom_op {
     uint16_t reserved16;
     uint32_t reserved32;
     /* The submission, laid out exactly as the kernel's 64-byte SQE (uring.c checks every
-     * offset), so preparing it is one copy; kept so an op that finds the SQ full can be
-     * prepared later. */
+     * offset), so moving it into the SQ is one copy. An op that finds the SQ full waits here
+     * until there is room; NOPs and file requests that go to the ring at once are prepared
+     * in their SQ slot instead. */
     uint64_t sqe[8];
 };
 
