@@ -711,13 +711,13 @@ int main(void)
     printf("simcrash: %" PRIu64 " seeds in %.1f s: %" PRIu64 " crash (%" PRIu64
            " power losses, %" PRIu64 " of them during recovery; %" PRIu64 " batches acknowledged, "
            "%" PRIu64 " verified, %" PRIu64 " torn bytes cut, %" PRIu64
-           " sectors came back old, %" PRIu64 " bytes of padding), %" PRIu64 " bitflip (%" PRIu64 " refused at open, %" PRIu64
-           " failed validation on read, %" PRIu64
+           " sectors came back old, %" PRIu64 " bytes of padding), %" PRIu64 " bitflip (%" PRIu64
+           " refused at open, %" PRIu64 " failed validation on read, %" PRIu64
            " cut as a torn tail with acknowledged batches), %" PRIu64 " enospc (%" PRIu64
            " appends rejected), %" PRIu64 " fault (%" PRIu64 " fired)\n",
            plan.count, secs, t_seeds[SC_CRASH], t_crashes, t_open_crashes, t_acked, t_verified,
-           t_torn, t_torn_sectors, t_padded, t_seeds[SC_BITFLIP], t_flip_refused, t_flip_read, t_flip_cut,
-           t_seeds[SC_ENOSPC], t_enospc, t_seeds[SC_FAULT], t_faults);
+           t_torn, t_torn_sectors, t_padded, t_seeds[SC_BITFLIP], t_flip_refused, t_flip_read,
+           t_flip_cut, t_seeds[SC_ENOSPC], t_enospc, t_seeds[SC_FAULT], t_faults);
     CHECK_EQ(rc, 0);
     if (findings > 0) {
         printf("simcrash: %" PRIu64 " findings (lines starting FINDING above)\n", findings);
