@@ -15,7 +15,7 @@
  *     full blocks after T go out at once.
  *   - unless it is cheaper to skip the rest of T: an append that finds T's tail record in
  *     flight and already carrying all of T's data starts at the next block instead, leaving
- *     zeros (padding, see pad_pos) that the tail record writes anyway. The append then waits
+ *     zeros (padding, see pad_before) that the tail record writes anyway. The append then waits
  *     for one write, not for T's tail and then T's rewrite, and T is written once.
  * written_end is the end of the contiguous written prefix: a record applies once it is done and
  * starts at or below written_end. written_offset follows from marks (end position, end offset)
