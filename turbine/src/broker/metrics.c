@@ -125,6 +125,17 @@ static void put_partitions(struct text *t)
             put(t,
                 "turbine_partition_segments{topic=\"%s\",partition=\"%" PRIu32 "\"} %" PRIu64 "\n",
                 e->name, p, st.segments);
+            /* the write path: bytes written against bytes appended is its amplification */
+            const struct {
+                const char *name;
+                uint64_t v;
+            } w[] = {{"writes_total", st.writes},
+                     {"write_bytes_total", st.write_bytes},
+                     {"flushes_total", st.flushes},
+                     {"padding_bytes_total", st.padding}};
+            for (size_t k = 0; k < sizeof(w) / sizeof(w[0]); k++)
+                put(t, "turbine_partition_%s{topic=\"%s\",partition=\"%" PRIu32 "\"} %" PRIu64 "\n",
+                    w[k].name, e->name, p, w[k].v);
         }
     }
     turbine_routing_release(r);

@@ -272,6 +272,13 @@ int main(void)
     CHECK_EQ(sample(h.body, "turbine_produce_latency_seconds_bucket{le=\"+Inf\"}"), 2);
     CHECK_EQ(sample(h.body, "turbine_errors_total{code=\"9\",error=\"UNKNOWN_PARTITION\"}"), 1);
     CHECK_EQ(sample(h.body, "turbine_partition_end_offset{topic=\"m\",partition=\"0\"}"), 3);
+    /* one acks=all produce: written (whole blocks, at least the batch) and flushed */
+    CHECK_GE(sample(h.body, "turbine_partition_writes_total{topic=\"m\",partition=\"0\"}"), 1);
+    CHECK_GE(sample(h.body, "turbine_partition_write_bytes_total{topic=\"m\",partition=\"0\"}"),
+             (int64_t)size);
+    CHECK_GE(sample(h.body, "turbine_partition_flushes_total{topic=\"m\",partition=\"0\"}"), 1);
+    CHECK_EQ(sample(h.body, "turbine_partition_padding_bytes_total{topic=\"m\",partition=\"0\"}"),
+             0);
     CHECK_EQ(sample(h.body, "turbine_produce_bytes_total"), size);
     CHECK_EQ(sample(h.body, "turbine_connections"), 1);
     check_exposition(h.body);
