@@ -68,7 +68,11 @@
  * starts. A gap is at least PAD_MIN bytes (baseOffset and batchLength, both zero, which no
  * batch has) and never starts on a PAD_UNIT boundary. docs/storage-format.md has the rule. */
 #define PAD_UNIT 4096u
-#define PAD_MIN  ((uint64_t)TURBINE_BATCH_LOG_OVERHEAD)
+/* The checkpoint's version, the log's format: 2 since segments may hold padding. Version 1 logs
+ * have none and read the same; a turbine that only knows 1 refuses a 2 rather than take the
+ * first gap for the end of the data. */
+#define CHECKPOINT_VERSION 2
+#define PAD_MIN            ((uint64_t)TURBINE_BATCH_LOG_OVERHEAD)
 
 /* ---- structures ----------------------------------------------------------------------------- */
 
@@ -1812,9 +1816,15 @@ static int read_checkpoint(struct turbine_log *log, int64_t *first_base, int64_t
     if (n < 0)
         return (int)n;
     long long start, first, active, clean = -1;
-    int fields = sscanf(text, "turbine-checkpoint 1 start %lld first %lld active %lld clean %lld",
-                        &start, &first, &active, &clean);
-    if (fields < 3 || start < 0 || first < 0 || first > start || active < first || clean < -1) {
+    int version = 0;
+    int fields = sscanf(text, "turbine-checkpoint %d start %lld first %lld active %lld clean %lld",
+                        &version, &start, &first, &active, &clean);
+    if (fields >= 1 && (version < 1 || version > CHECKPOINT_VERSION)) {
+        log_msg("error", log, "checkpoint file has version %d, this turbine reads 1 to %d", version,
+                CHECKPOINT_VERSION);
+        return -EUCLEAN;
+    }
+    if (fields < 4 || start < 0 || first < 0 || first > start || active < first || clean < -1) {
         log_msg("error", log, "checkpoint file is unreadable: '%.60s'", text);
         return -EUCLEAN;
     }
@@ -1831,10 +1841,10 @@ static int write_checkpoint(struct turbine_log *log)
 {
     char text[200];
     int len = snprintf(text, sizeof(text),
-                       "turbine-checkpoint 1 start %" PRId64 " first %" PRId64 " active %" PRId64
+                       "turbine-checkpoint %d start %" PRId64 " first %" PRId64 " active %" PRId64
                        " clean %" PRId64 "\n",
-                       log->start_offset, log->first->base_offset, log->active->base_offset,
-                       log->clean_size);
+                       CHECKPOINT_VERSION, log->start_offset, log->first->base_offset,
+                       log->active->base_offset, log->clean_size);
     int fd = loom_openat(log->dirfd, "checkpoint.tmp", O_WRONLY | O_CREAT | O_TRUNC, 0644,
                          LOOM_NO_DEADLINE);
     if (fd < 0)

@@ -382,6 +382,28 @@ static void test_padding(void)
     /* lookups by time land on batches, not in a gap */
     CHECK_EQ(turbine_log_offset_for_time(log, 0), 0);
     CHECK_EQ(turbine_log_close(log), 0);
+    /* the checkpoint says version 2 (segments may hold padding); 1 is read as it is, a later
+     * one is refused */
+    char path[400], text[256];
+    snprintf(path, sizeof(path), "%s/checkpoint", dir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    size_t tn = fread(text, 1, sizeof(text) - 1, f);
+    fclose(f);
+    text[tn] = 0;
+    CHECK_EQ(strncmp(text, "turbine-checkpoint 2 ", 21), 0);
+    text[19] = '3';
+    f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    CHECK_EQ(turbine_log_open(&c, &log), -EUCLEAN);
+    text[19] = '1';
+    f = fopen(path, "w");
+    fputs(text, f);
+    fclose(f);
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    CHECK_EQ(turbine_log_end_offset(log), end);
+    CHECK_EQ(turbine_log_close(log), 0);
     /* without index files every segment is scanned from its start, gaps and all */
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.index '%s'/*.timeindex", dir, dir);
