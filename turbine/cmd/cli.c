@@ -48,7 +48,9 @@ int turbine__cli_usage_error(const struct turbine_cli *cli, const char *fmt, ...
     return TURBINE_EXIT_USAGE;
 }
 
-int turbine__cli_common_option(struct turbine_cli *cli, int c, char **argv)
+/* A common option or a getopt error ('?', ':'): 1 when handled, 0 when `c` is not one, or
+ * -TURBINE_EXIT_USAGE after printing a usage error. */
+static int common_option(struct turbine_cli *cli, int c, char **argv)
 {
     switch (c) {
     case TURBINE_CLI_OPT_BROKER:
@@ -75,6 +77,24 @@ int turbine__cli_common_option(struct turbine_cli *cli, int c, char **argv)
     default:
         return 0;
     }
+}
+
+int turbine__cli_options(struct turbine_cli *cli, int argc, char **argv, const char *shorts,
+                         const struct option *longs, turbine_cli_option_fn own, void *arg)
+{
+    int c;
+    while ((c = getopt_long(argc, argv, shorts, longs, NULL)) != -1) {
+        int common = common_option(cli, c, argv);
+        if (common < 0)
+            return -common;
+        if (common > 0)
+            continue;
+        TURBINE_ASSERT(own != NULL); /* getopt returns only the options it was given */
+        int rc = own(cli, c, arg);
+        if (rc != TURBINE_EXIT_OK)
+            return rc;
+    }
+    return TURBINE_EXIT_OK;
 }
 
 bool turbine__cli_parse_i64(const char *text, int64_t min, int64_t max, int64_t *out)

@@ -20,8 +20,8 @@
 #define TURBINE_BROKER_ENV     "TURBINE_BROKER"
 #define TURBINE_BROKER_DEFAULT "127.0.0.1:9292"
 
-/* Long options every subcommand accepts; put TURBINE_CLI_COMMON_OPTIONS in its option table and
- * pass what getopt_long returns to turbine__cli_common_option() first. */
+/* Long options every subcommand accepts: put TURBINE_CLI_COMMON_OPTIONS in its option table and
+ * start its short options with TURBINE_CLI_COMMON_SHORT, then parse with turbine__cli_options(). */
 enum { TURBINE_CLI_OPT_BROKER = 1000 };
 #define TURBINE_CLI_COMMON_OPTIONS                                                                 \
     {"broker", required_argument, NULL, TURBINE_CLI_OPT_BROKER}, {"help", no_argument, NULL, 'h'}, \
@@ -41,9 +41,15 @@ struct turbine_cli {
 /* Sets the name and the broker from the environment. */
 void turbine__cli_init(struct turbine_cli *cli, const char *name);
 
-/* Handles a common option or a getopt error ('?', ':'). Returns 1 when handled, 0 when `c` is
- * not a common option, or -TURBINE_EXIT_USAGE after printing a usage error. */
-int turbine__cli_common_option(struct turbine_cli *cli, int c, char **argv);
+/* A subcommand's own option `c` (optarg holds its value): TURBINE_EXIT_OK, or the exit code
+ * after printing a usage error. */
+typedef int (*turbine_cli_option_fn)(struct turbine_cli *cli, int c, void *arg);
+
+/* Parses argv's options with getopt_long(shorts, longs): the common ones and getopt's errors
+ * here, every other one by own(cli, c, arg) (own is NULL for a subcommand with none). Returns
+ * TURBINE_EXIT_OK, or the exit code of the first bad option after its usage error line. */
+int turbine__cli_options(struct turbine_cli *cli, int argc, char **argv, const char *shorts,
+                         const struct option *longs, turbine_cli_option_fn own, void *arg);
 
 /* Prints "NAME: MESSAGE" on stderr. Returns TURBINE_EXIT_RUNTIME. */
 int turbine__cli_error(const struct turbine_cli *cli, const char *fmt, ...)

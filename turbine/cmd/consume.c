@@ -96,8 +96,9 @@ static int parse_from(struct turbine_cli *cli, struct consume_args *a, const cha
     return TURBINE_EXIT_OK;
 }
 
-static int parse_option(struct turbine_cli *cli, struct consume_args *a, int c)
+static int parse_option(struct turbine_cli *cli, int c, void *arg)
 {
+    struct consume_args *a = arg;
     int64_t v;
     switch (c) {
     case 'f':
@@ -146,18 +147,10 @@ static int parse(struct turbine_cli *cli, struct consume_args *a, int argc, char
         TURBINE_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c;
-    while ((c = getopt_long(argc, argv, TURBINE_CLI_COMMON_SHORT "f:p:g:Fc:o:", options, NULL)) !=
-           -1) {
-        int common = turbine__cli_common_option(cli, c, argv);
-        if (common < 0)
-            return -common;
-        if (common > 0)
-            continue;
-        int rc = parse_option(cli, a, c);
-        if (rc != TURBINE_EXIT_OK)
-            return rc;
-    }
+    int rc = turbine__cli_options(cli, argc, argv, TURBINE_CLI_COMMON_SHORT "f:p:g:Fc:o:", options,
+                                  parse_option, a);
+    if (rc != TURBINE_EXIT_OK)
+        return rc;
     if (cli->help)
         return TURBINE_EXIT_OK;
     return turbine__cli_topic_arg(cli, argc, argv, &a->topic);

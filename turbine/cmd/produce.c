@@ -85,8 +85,9 @@ static void delivered(const struct turbine_delivery *d, void *arg)
     pthread_mutex_unlock(&outcome.lock);
 }
 
-static int parse_option(struct turbine_cli *cli, struct produce_args *a, int c)
+static int parse_option(struct turbine_cli *cli, int c, void *arg)
 {
+    struct produce_args *a = arg;
     int64_t v;
     switch (c) {
     case OPT_FORMAT:
@@ -142,18 +143,10 @@ static int parse(struct turbine_cli *cli, struct produce_args *a, int argc, char
         TURBINE_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c;
-    while ((c = getopt_long(argc, argv, TURBINE_CLI_COMMON_SHORT "K:p:a:H:", options, NULL)) !=
-           -1) {
-        int common = turbine__cli_common_option(cli, c, argv);
-        if (common < 0)
-            return -common;
-        if (common > 0)
-            continue;
-        int rc = parse_option(cli, a, c);
-        if (rc != TURBINE_EXIT_OK)
-            return rc;
-    }
+    int rc = turbine__cli_options(cli, argc, argv, TURBINE_CLI_COMMON_SHORT "K:p:a:H:", options,
+                                  parse_option, a);
+    if (rc != TURBINE_EXIT_OK)
+        return rc;
     if (cli->help)
         return TURBINE_EXIT_OK;
     return turbine__cli_topic_arg(cli, argc, argv, &a->topic);

@@ -91,13 +91,9 @@ int turbine__status_main(int argc, char **argv)
         TURBINE_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c;
-    while ((c = getopt_long(argc, argv, TURBINE_CLI_COMMON_SHORT, options, NULL)) != -1) {
-        int common = turbine__cli_common_option(&cli, c, argv);
-        if (common < 0)
-            return -common;
-        TURBINE_ASSERT(common > 0);
-    }
+    int prc = turbine__cli_options(&cli, argc, argv, TURBINE_CLI_COMMON_SHORT, options, NULL, NULL);
+    if (prc != TURBINE_EXIT_OK)
+        return prc;
     if (cli.help) {
         usage(stdout);
         return TURBINE_EXIT_OK;

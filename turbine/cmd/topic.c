@@ -137,6 +137,38 @@ struct topic_args {
     bool create_options; /* a create-only option was given */
 };
 
+static int parse_option(struct turbine_cli *cli, int c, void *arg)
+{
+    struct topic_args *a = arg;
+    a->create_options = true;
+    if (c == OPT_PARTITIONS) {
+        if (!turbine__cli_parse_i64(optarg, 1, INT32_MAX, &a->partitions))
+            return turbine__cli_usage_error(cli, "bad --partitions '%s'", optarg);
+    } else if (c == OPT_RETENTION_MS) {
+        if (!parse_limit(optarg, false, &a->config.retention_ms))
+            return turbine__cli_usage_error(cli, "bad --retention-ms '%s'", optarg);
+    } else if (c == OPT_RETENTION_BYTES) {
+        if (!parse_limit(optarg, true, &a->config.retention_bytes))
+            return turbine__cli_usage_error(cli, "bad --retention-bytes '%s'", optarg);
+    } else if (c == OPT_SEGMENT_BYTES) {
+        if (!turbine__cli_parse_bytes(optarg, &a->config.segment_bytes) ||
+            a->config.segment_bytes == 0)
+            return turbine__cli_usage_error(cli, "bad --segment-bytes '%s'", optarg);
+    } else {
+        TURBINE_ASSERT(c == OPT_DURABILITY);
+        if (strcmp(optarg, "default") == 0)
+            a->config.durability = TURBINE_TOPIC_DURABILITY_DEFAULT;
+        else if (strcmp(optarg, "written") == 0)
+            a->config.durability = TURBINE_TOPIC_DURABILITY_WRITTEN;
+        else if (strcmp(optarg, "fsync") == 0)
+            a->config.durability = TURBINE_TOPIC_DURABILITY_FSYNC;
+        else
+            return turbine__cli_usage_error(
+                cli, "bad --durability '%s' (default, written or fsync)", optarg);
+    }
+    return TURBINE_EXIT_OK;
+}
+
 static int parse(struct turbine_cli *cli, struct topic_args *a, int argc, char **argv)
 {
     static const struct option options[] = {
@@ -148,41 +180,8 @@ static int parse(struct turbine_cli *cli, struct topic_args *a, int argc, char *
         TURBINE_CLI_COMMON_OPTIONS,
         {NULL, 0, NULL, 0},
     };
-    int c;
-    while ((c = getopt_long(argc, argv, TURBINE_CLI_COMMON_SHORT "p:", options, NULL)) != -1) {
-        int common = turbine__cli_common_option(cli, c, argv);
-        if (common < 0)
-            return -common;
-        if (common > 0)
-            continue;
-        a->create_options = true;
-        if (c == OPT_PARTITIONS) {
-            if (!turbine__cli_parse_i64(optarg, 1, INT32_MAX, &a->partitions))
-                return turbine__cli_usage_error(cli, "bad --partitions '%s'", optarg);
-        } else if (c == OPT_RETENTION_MS) {
-            if (!parse_limit(optarg, false, &a->config.retention_ms))
-                return turbine__cli_usage_error(cli, "bad --retention-ms '%s'", optarg);
-        } else if (c == OPT_RETENTION_BYTES) {
-            if (!parse_limit(optarg, true, &a->config.retention_bytes))
-                return turbine__cli_usage_error(cli, "bad --retention-bytes '%s'", optarg);
-        } else if (c == OPT_SEGMENT_BYTES) {
-            if (!turbine__cli_parse_bytes(optarg, &a->config.segment_bytes) ||
-                a->config.segment_bytes == 0)
-                return turbine__cli_usage_error(cli, "bad --segment-bytes '%s'", optarg);
-        } else {
-            TURBINE_ASSERT(c == OPT_DURABILITY);
-            if (strcmp(optarg, "default") == 0)
-                a->config.durability = TURBINE_TOPIC_DURABILITY_DEFAULT;
-            else if (strcmp(optarg, "written") == 0)
-                a->config.durability = TURBINE_TOPIC_DURABILITY_WRITTEN;
-            else if (strcmp(optarg, "fsync") == 0)
-                a->config.durability = TURBINE_TOPIC_DURABILITY_FSYNC;
-            else
-                return turbine__cli_usage_error(
-                    cli, "bad --durability '%s' (default, written or fsync)", optarg);
-        }
-    }
-    return TURBINE_EXIT_OK;
+    return turbine__cli_options(cli, argc, argv, TURBINE_CLI_COMMON_SHORT "p:", options,
+                                parse_option, a);
 }
 
 /* Checks the action and its operands; returns TURBINE_EXIT_OK or a usage error. */
