@@ -59,8 +59,8 @@
 #define FLIGHT_MAX   8u             /* write records in flight, at most */
 #define PAGE_MIN     (64u * 1024u)  /* the cache's smallest page */
 /* pieces of one record (at most WRITE_MAX plus a block): WRITE_PIECES full ones, one ending at
- * each page boundary inside it, and the last */
-#define REC_PIECES (WRITE_PIECES + WRITE_MAX / PAGE_MIN + 2)
+ * each page boundary inside it, one ending where never written blocks begin, and the last */
+#define REC_PIECES (WRITE_PIECES + WRITE_MAX / PAGE_MIN + 3)
 #define PIECES_MAX (FLIGHT_MAX * REC_PIECES)
 #define RECS_MAX   PIECES_MAX /* pieces in flight, or done before the ones below them */
 #define MARKS      1024u      /* appends whose end is not yet written */
@@ -165,6 +165,7 @@ struct turbine_log {
     bool t_pending;             /* tail_block filled while its tail record was in flight */
     uint64_t tail_block;        /* the block of the tail record in flight or last written */
     uint64_t tail_covered;      /* data_end covered by the last completed tail record */
+    uint64_t fresh;             /* blocks from here on were never written (see submit_record) */
     struct wrec recs[RECS_MAX]; /* sorted by start */
     unsigned nrecs;
     uint32_t rec_seq;
@@ -692,7 +693,14 @@ static bool write_room(const struct turbine_log *log)
     return log->nrecs + REC_PIECES <= RECS_MAX && log->free_pieces >= REC_PIECES;
 }
 
-/* Submits record [start, end) carrying data up to `covered`, in pieces. */
+/* Submits record [start, end) carrying data up to `covered`, in pieces. No piece spans both a
+ * block written before (the partly filled last block, written again as it fills) and blocks
+ * never written (fresh and after): ext4 takes a direct write as a pure overwrite, under the
+ * shared inode lock and without blocking, only when one extent maps its whole range, and the
+ * first write into a preallocated block leaves it in another extent than the blocks written
+ * before it. io_uring hands a write that would block to a worker thread, which takes the inode
+ * lock exclusively: measured with log_bench's appends, 40% of the writes went that way and
+ * each took a thread switch longer. */
 static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end, uint64_t covered,
                           bool tail)
 {
@@ -712,6 +720,8 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         uint64_t page_left = log->page - at % log->page;
         if (stop - at > page_left)
             stop = at + page_left; /* the next page is elsewhere in memory */
+        if (at < log->fresh && stop > log->fresh)
+            stop = log->fresh; /* an overwrite and a first write: two requests (see above) */
         bool last = stop == end;
         TURBINE_ASSERT(log->free_pieces > 0 && count < REC_PIECES);
         /* sorted by start; a piece for the same block as an older one goes after it */
@@ -742,6 +752,8 @@ static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end,
         batch[count++] = p;
         at = stop;
     }
+    if (end > log->fresh)
+        log->fresh = end;
     /* all pieces are recorded before the first can complete */
     for (unsigned k = 0; k < count; k++)
         loom_io_start(&batch[k]->req);
@@ -1034,7 +1046,7 @@ static int roll(struct turbine_log *log, int64_t deadline_ns)
                    !log->t_pending);
     wpages_release(log, UINT64_MAX); /* the old segment's pages stay cached for readers */
     log->data_end = log->written_end = log->synced_end = log->issue_pos = 0;
-    log->tail_block = log->tail_covered = 0;
+    log->tail_block = log->tail_covered = log->fresh = 0;
     log->stats.rolls++;
     log->stats.segments++;
     /* segments before the active one are sealed: recovery trusts their index files */
@@ -2041,6 +2053,7 @@ int turbine_log_open(const struct turbine_log_config *config, struct turbine_log
     log->issue_pos = round_down(a->size, log->align);
     log->tail_block = log->issue_pos;
     log->tail_covered = a->size; /* on disk: written again only when it grows */
+    log->fresh = round_up(a->size, log->align);
     log->wp_lo = log->wp_hi = a->size / log->page;
     if (a->alloc < a->size + log->config.prealloc_bytes) {
         uint64_t want = round_up(a->size + log->config.prealloc_bytes, 1u << 20);
