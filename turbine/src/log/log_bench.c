@@ -2,8 +2,12 @@
  * log_bench.c - the partition log against fio on the same file system and CPU.
  *
  *   log_append_16K        MB/s  8 fibers appending 16 KiB batches (16 records of 1 KiB) with
- *                               durability WRITTEN, vs fio io_uring O_DIRECT sequential 16 KiB
- *                               writes at depth 8 (baseline=fio)
+ *                               durability WRITTEN and the default configuration, which flushes
+ *                               every 8 MiB (half of max_unflushed_bytes), vs fio io_uring
+ *                               O_DIRECT sequential 16 KiB writes at depth 8 with an fdatasync
+ *                               every 8 MiB (baseline=fio_fdatasync_8M)
+ *   log_append_16K_unflushed MB/s  the same with no flush and no roll in the run, vs the same
+ *                               fio writes without fdatasync (baseline=fio)
  *   log_append_fsync_p50, _p99  us  one fiber appending one 4 KiB batch at a time with FSYNC
  *                               (write, then fdatasync), vs fio psync O_DIRECT 4 KiB writes with
  *                               O_DSYNC at depth 1 on a freshly fallocated file, whose
@@ -18,9 +22,10 @@
  *                               view's bytes are summed, 8 bytes per 64, so they are touched)
  *   log_lookup            1/s   reads of one batch at random offsets of the hot 32 MiB
  *   log_append_16K_percore MB/s one log per core (2 cores), 8 appenders each, as
- *                               log_append_16K, vs fio with one job per core (baseline=fio)
- * Medians of ROUNDS interleaved rounds. `--quick`: one short round. Data lives in
- * build/log_bench_data (removed at the end).
+ *                               log_append_16K, vs fio with one job per core, each on its own
+ *                               file (baseline=fio_fdatasync_8M)
+ * Medians of 4 rounds; each figure runs next to its fio baseline, fio first in every other round.
+ * `--quick`: one short round. Data lives in build/log_bench_data (removed at the end).
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -41,7 +46,7 @@
 
 extern char **environ;
 
-static int rounds = 3;
+static int rounds = 4; /* even: as many rounds start with fio as with the log */
 static int seconds = 3;
 static const char *data_dir = "build/log_bench_data";
 static char fio_file[512], fio_json[512], log_dir[512];
@@ -93,11 +98,15 @@ static bool json_find(const char *json, const char *section, const char *sub, co
     return end != p + strlen(pat);
 }
 
-/* Runs fio with the given job options; returns its JSON (free it) or NULL. */
-static char *fio_run(const char *const *opts)
+/* Runs fio with the given job options on fio_file (its jobs share it) or, with per_job_files,
+ * each job on its own file in data_dir; returns its JSON (free it) or NULL. */
+static char *fio_run_files(const char *const *opts, bool per_job_files)
 {
     char filename[600], output[600], runtime[32];
-    snprintf(filename, sizeof(filename), "--filename=%s", fio_file);
+    if (per_job_files)
+        snprintf(filename, sizeof(filename), "--directory=%s", data_dir);
+    else
+        snprintf(filename, sizeof(filename), "--filename=%s", fio_file);
     snprintf(output, sizeof(output), "--output=%s", fio_json);
     snprintf(runtime, sizeof(runtime), "--runtime=%d", seconds);
     const char *argv[32] = {
@@ -118,6 +127,11 @@ static char *fio_run(const char *const *opts)
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
         return NULL;
     return read_text(fio_json);
+}
+
+static char *fio_run(const char *const *opts)
+{
+    return fio_run_files(opts, false);
 }
 
 /* ---- loom side --------------------------------------------------------------------------------
@@ -147,13 +161,35 @@ static void remove_log_dir(void)
         fprintf(stderr, "log_bench: could not remove %s\n", log_dir);
 }
 
-static struct turbine_log *open_log(void)
+/* The log's configuration: the defaults, a 4 MiB write buffer, and max_unflushed_bytes (0: the
+ * default, flushing every half of it). */
+static struct turbine_log_config log_config(const char *dir, uint64_t max_unflushed)
 {
     struct turbine_log_config c;
     turbine_log_config_init(&c);
-    c.dir = log_dir;
-    c.segment_bytes = 256u << 20;
+    c.dir = dir;
     c.write_buffer_bytes = 4u << 20;
+    if (max_unflushed)
+        c.max_unflushed_bytes = max_unflushed;
+    return c;
+}
+
+/* The default flush interval of a log under WRITTEN durability, in bytes. */
+static uint64_t flush_every(void)
+{
+    struct turbine_log_config c = log_config(".", 0);
+    return c.max_unflushed_bytes / 2;
+}
+
+/* A segment no run fills: the largest a segment may be, in whole MiB */
+#define UNFLUSHED_SEGMENT ((uint64_t)UINT32_MAX & ~(uint64_t)((1u << 20) - 1))
+
+/* Opens the log in log_dir; 0 for the default max_unflushed_bytes and segment_bytes. */
+static struct turbine_log *open_log(uint64_t max_unflushed, uint64_t segment_bytes)
+{
+    struct turbine_log_config c = log_config(log_dir, max_unflushed);
+    if (segment_bytes)
+        c.segment_bytes = segment_bytes;
     struct turbine_log *log;
     int rc = turbine_log_open(&c, &log);
     if (rc < 0) {
@@ -359,11 +395,7 @@ static int percore_main(void *arg)
     unsigned core = loom_core_id();
     char dir[600];
     snprintf(dir, sizeof(dir), "%s.core%u", log_dir, core);
-    struct turbine_log_config c;
-    turbine_log_config_init(&c);
-    c.dir = dir;
-    c.segment_bytes = 256u << 20;
-    c.write_buffer_bytes = 4u << 20;
+    struct turbine_log_config c = log_config(dir, 0);
     struct turbine_log *log;
     int rc = turbine_log_open(&c, &log);
     if (rc < 0) {
@@ -380,10 +412,65 @@ static int percore_main(void *arg)
     return 0;
 }
 
+static uint64_t fio_written; /* bytes fio's last write job wrote */
+
+/* fio's sequential 16 KiB writes at depth 8, `jobs` jobs (one per core, each on its own file),
+ * with an fdatasync after every `sync_bytes` written per job (0: none); MB/s. Each job's file
+ * (4 GiB, fallocated by fio) is larger than it can write in the run: every write lands in
+ * blocks never written, as the log's do (a second pass over written blocks would cost less).
+ * With one job and no syncs, the file stays for fio's read. */
+static double fio_write_mbps(int jobs, uint64_t sync_bytes)
+{
+    unlink(fio_file);
+    char sync[64];
+    snprintf(sync, sizeof(sync), "--fdatasync=%llu", (unsigned long long)(sync_bytes / 16384));
+    const char *opts[16] = {"--ioengine=io_uring", "--rw=write", "--bs=16k", "--iodepth=8",
+                            "--size=4G"};
+    int n = 5;
+    if (jobs == 2) {
+        opts[n++] = "--numjobs=2";
+        opts[n++] = "--cpus_allowed=0,1";
+        opts[n++] = "--cpus_allowed_policy=split";
+        opts[n++] = "--group_reporting";
+    }
+    if (sync_bytes)
+        opts[n++] = sync;
+    opts[n] = NULL;
+    char *json = fio_run_files(opts, jobs == 2);
+    double v = -1, written = 0;
+    if (!json || !json_find(json, "write", NULL, "bw_bytes", &v) ||
+        !json_find(json, "write", NULL, "io_bytes", &written))
+        fprintf(stderr, "log_bench: fio (write, %d job%s%s) failed\n", jobs, jobs == 1 ? "" : "s",
+                sync_bytes ? ", fdatasync" : "");
+    fio_written = (uint64_t)written;
+    free(json);
+    if (jobs == 2) {
+        char path[600];
+        for (int j = 0; j < jobs; j++) {
+            snprintf(path, sizeof(path), "%s/log_bench.%d.0", data_dir, j);
+            unlink(path);
+        }
+    } else if (sync_bytes) {
+        unlink(fio_file);
+    }
+    return v / 1e6;
+}
+
+static void print_stats(struct turbine_log *log, const char *what)
+{
+    struct turbine_log_stats st;
+    turbine_log_stats_get(log, &st);
+    printf("log_bench: %s: appends %" PRIu64 ", writes %" PRIu64
+           " (%.0f KiB each), flushes %" PRIu64 ", segments %" PRIu64 ", padding %.2f%%\n",
+           what, st.appends, st.writes, st.writes ? (double)st.write_bytes / st.writes / 1024 : 0,
+           st.flushes, st.segments,
+           st.write_bytes ? 100.0 * (double)st.padding / (double)st.write_bytes : 0);
+}
+
 struct results {
     double percore[8], fio_percore[8];
     double hot_view[8], lookup[8], memcpy_hot[8];
-    double append[8], fio_append[8];
+    double append[8], fio_append[8], append_nf[8], fio_append_nf[8];
     double p50[8], p99[8], fio_p50[8], fio_p99[8];
     double fsync64[8];
     double cold[8], fio_cold[8], hot[8];
@@ -399,40 +486,54 @@ static int bench_main(void *arg)
     size_t lat_cap = 1u << 20;
     int64_t *lat = malloc(lat_cap * sizeof(*lat));
     for (int r = 0; r < rounds; r++) {
+        /* Each figure and its fio baseline run back to back, in alternating order: the disk
+         * writes faster after a rest than after seconds of writing (fio alone, in alternating
+         * runs: 616 MB/s first, 324-357 MB/s after a minute), so neither side may always come
+         * second. */
+        bool fio_first = r % 2 == 1;
+        uint64_t fio_written_nf = 0; /* bytes in the file fio reads back */
         if (loom_core_count() >= 2) {
-            /* one log per core, both cores at once; then fio with one job per core */
-            struct percore pc = {.batch = batch16, .size = size16};
-            if (loom_invoke_on_all(percore_main, &pc, LOOM_NO_DEADLINE) < 0)
-                exit(1);
-            res.percore[r] = pc.mbps[0] + pc.mbps[1];
-            const char *fio_pc[] = {"--ioengine=io_uring",
-                                    "--rw=write",
-                                    "--bs=16k",
-                                    "--iodepth=8",
-                                    "--numjobs=2",
-                                    "--cpus_allowed=0,1",
-                                    "--cpus_allowed_policy=split",
-                                    "--group_reporting",
-                                    NULL};
-            char *pjson = fio_run(fio_pc);
-            double pv = -1;
-            if (!pjson || !json_find(pjson, "write", NULL, "bw_bytes", &pv))
-                fprintf(stderr, "log_bench: fio (write, 2 jobs) failed\n");
-            res.fio_percore[r] = pv / 1e6;
-            free(pjson);
-            unlink(fio_file);
+            /* one log per core, both cores at once; and fio with one job per core */
+            for (int k = 0; k < 2; k++) {
+                if ((k == 0) == fio_first) {
+                    res.fio_percore[r] = fio_write_mbps(2, flush_every());
+                    continue;
+                }
+                struct percore pc = {.batch = batch16, .size = size16};
+                if (loom_invoke_on_all(percore_main, &pc, LOOM_NO_DEADLINE) < 0)
+                    exit(1);
+                res.percore[r] = pc.mbps[0] + pc.mbps[1];
+            }
         }
-        /* appends, WRITTEN, 8 fibers */
+        /* appends, WRITTEN, 8 fibers, the default configuration (a flush every
+         * flush_every() bytes); and fio at depth 8 with as many fdatasyncs */
+        for (int k = 0; k < 2; k++) {
+            if ((k == 0) == fio_first) {
+                res.fio_append[r] = fio_write_mbps(1, flush_every());
+                continue;
+            }
+            remove_log_dir();
+            struct turbine_log *log = open_log(0, 0);
+            res.append[r] =
+                run_appenders(log, 8, batch16, size16, TURBINE_DURABLE_WRITTEN, NULL, 0, NULL);
+            print_stats(log, "flushed");
+            turbine_log_close(log);
+        }
+        /* the same appends with no flush and no roll in the run (max_unflushed_bytes 1 TiB, one
+         * segment of up to 4 GiB): the write path alone; and fio with no fdatasync */
+        if (fio_first) {
+            res.fio_append_nf[r] = fio_write_mbps(1, 0);
+            fio_written_nf = fio_written;
+        }
         remove_log_dir();
-        struct turbine_log *log = open_log();
-        res.append[r] =
+        struct turbine_log *log = open_log((uint64_t)1 << 40, UNFLUSHED_SEGMENT);
+        res.append_nf[r] =
             run_appenders(log, 8, batch16, size16, TURBINE_DURABLE_WRITTEN, NULL, 0, NULL);
-        struct turbine_log_stats st;
-        turbine_log_stats_get(log, &st);
-        printf("log_bench: appends %" PRIu64 ", writes %" PRIu64
-               " (%.0f KiB each), flushes %" PRIu64 ", segments %" PRIu64 "\n",
-               st.appends, st.writes, st.writes ? (double)st.write_bytes / st.writes / 1024 : 0,
-               st.flushes, st.segments);
+        print_stats(log, "unflushed");
+        if (!fio_first) {
+            res.fio_append_nf[r] = fio_write_mbps(1, 0);
+            fio_written_nf = fio_written;
+        }
         /* hot reads: the last 32 MiB */
         int64_t end = turbine_log_end_offset(log);
         int64_t back = (int64_t)((32u << 20) / size16) * 16;
@@ -443,29 +544,27 @@ static int bench_main(void *arg)
         res.memcpy_hot[r] = memcpy_rate(hot_bytes);
         turbine_log_close(log);
         /* cold reads: reopened */
-        log = open_log();
+        log = open_log(0, 0);
         uint64_t bytes;
         res.cold[r] = read_through(log, turbine_log_start_offset(log), &bytes);
         turbine_log_close(log);
         remove_log_dir();
-        const char *fio_w[] = {"--ioengine=io_uring", "--rw=write", "--bs=16k", "--iodepth=8",
-                               NULL};
-        char *json = fio_run(fio_w);
+        /* fio reads the file its write left */
+        /* only what its write wrote: the rest of the file reads as zeros without a disk read */
+        char fio_size[64];
+        snprintf(fio_size, sizeof(fio_size), "--size=%lluM",
+                 (unsigned long long)(fio_written_nf >> 20 ? fio_written_nf >> 20 : 1));
+        const char *fio_r[] = {"--ioengine=io_uring", "--rw=read", "--bs=64k",
+                               "--iodepth=1",         fio_size,    NULL};
+        char *json = fio_run(fio_r);
         double v = -1;
-        if (!json || !json_find(json, "write", NULL, "bw_bytes", &v))
-            fprintf(stderr, "log_bench: fio (write) failed\n");
-        res.fio_append[r] = v / 1e6;
-        free(json);
-        const char *fio_r[] = {"--ioengine=io_uring", "--rw=read", "--bs=64k", "--iodepth=1", NULL};
-        json = fio_run(fio_r);
-        v = -1;
         if (!json || !json_find(json, "read", NULL, "bw_bytes", &v))
             fprintf(stderr, "log_bench: fio (read) failed\n");
         res.fio_cold[r] = v / 1e6;
         free(json);
 
         /* FSYNC at depth 1 */
-        log = open_log();
+        log = open_log(0, 0);
         size_t n = 0;
         run_appenders(log, 1, batch4, size4, TURBINE_DURABLE_FSYNC, lat, lat_cap, &n);
         res.p50[r] = percentile_us(lat, n, 50);
@@ -488,10 +587,12 @@ static int bench_main(void *arg)
         res.fio_p99[r] = p99 / 1000.0;
         free(json);
         unlink(fio_file);
-        printf("log_bench: round %d: append %.0f MB/s (fio %.0f), fsync p50 %.0f p99 %.0f us "
+        printf("log_bench: round %d: append %.0f MB/s (fio %.0f), unflushed %.0f MB/s (fio %.0f)\n",
+               r + 1, res.append[r], res.fio_append[r], res.append_nf[r], res.fio_append_nf[r]);
+        printf("log_bench: round %d: fsync p50 %.0f p99 %.0f us "
                "(fio %.0f / %.0f), fsync x64 %.0f MB/s, read cold %.0f MB/s (fio %.0f), hot %.0f\n",
-               r + 1, res.append[r], res.fio_append[r], res.p50[r], res.p99[r], res.fio_p50[r],
-               res.fio_p99[r], res.fsync64[r], res.cold[r], res.fio_cold[r], res.hot[r]);
+               r + 1, res.p50[r], res.p99[r], res.fio_p50[r], res.fio_p99[r], res.fsync64[r],
+               res.cold[r], res.fio_cold[r], res.hot[r]);
         printf("log_bench: round %d: per core %.0f MB/s (fio %.0f), hot lent %.0f MB/s, memcpy "
                "%.0f MB/s, lookups %.0f/s\n",
                r + 1, res.percore[r], res.fio_percore[r], res.hot_view[r], res.memcpy_hot[r],
@@ -543,7 +644,12 @@ int main(int argc, char **argv)
 #define MEDIAN(field)                                                                              \
     (memcpy(runs, res.field, sizeof(double) * (size_t)rounds), bench_median_f64(runs, rounds))
     double a = MEDIAN(append), fa = MEDIAN(fio_append);
-    bench_report("log_append_16K", a, "MB/s", "fio", fa, res.append, rounds);
+    char fio_flushed[64];
+    snprintf(fio_flushed, sizeof(fio_flushed), "fio_fdatasync_%lluM",
+             (unsigned long long)(flush_every() >> 20));
+    bench_report("log_append_16K", a, "MB/s", fio_flushed, fa, res.append, rounds);
+    bench_report("log_append_16K_unflushed", MEDIAN(append_nf), "MB/s", "fio",
+                 MEDIAN(fio_append_nf), res.append_nf, rounds);
     double p99 = MEDIAN(p99), fp99 = MEDIAN(fio_p99), p50 = MEDIAN(p50), fp50 = MEDIAN(fio_p50);
     bench_report("log_append_fsync_p99", p99, "us", "fio_fdatasync_p99", fp99, res.p99, rounds);
     bench_report("log_append_fsync_p50", p50, "us", "fio_fdatasync_p50", fp50, res.p50, rounds);
@@ -554,8 +660,8 @@ int main(int argc, char **argv)
     bench_report("log_read_hot_view", MEDIAN(hot_view), "MB/s", NULL, 0, res.hot_view, rounds);
     bench_report("log_lookup", MEDIAN(lookup), "1/s", NULL, 0, res.lookup, rounds);
     if (res.percore[0] > 0)
-        bench_report("log_append_16K_percore", MEDIAN(percore), "MB/s", "fio", MEDIAN(fio_percore),
-                     res.percore, rounds);
+        bench_report("log_append_16K_percore", MEDIAN(percore), "MB/s", fio_flushed,
+                     MEDIAN(fio_percore), res.percore, rounds);
     char cmd[600];
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", data_dir);
     if (system(cmd) != 0)
