@@ -6,8 +6,9 @@
  * Write path of the active segment (positions are byte offsets in its file). Appends are
  * copied into pages of the core's page cache (log/pagecache.h): the pages holding the file from
  * round_down(written_end) to data_end are pinned by the log, page index i at wpages[i % wslots],
- * with zeros after data_end. Writes go straight from those pages to the file, in whole blocks,
- * several at a time, as records of up to WRITE_MAX bytes split into concurrent pieces:
+ * with zeros from data_end to the end of its block (the rest of a page is filled by appends
+ * before any write or read reaches it). Writes go straight from those pages to the file, in whole
+ * blocks, several at a time, as records of up to WRITE_MAX bytes split into concurrent pieces:
  *   - full blocks below round_down(data_end) are written once, in order (issue_pos);
  *   - the partly filled last block T is written by a "tail" record when all blocks before it
  *     are submitted; no other write includes T while it is in flight. Data that lands in T
@@ -648,6 +649,13 @@ static void ring_put(struct turbine_log *log, uint64_t pos, const void *src, siz
     }
 }
 
+static void ring_zero(struct turbine_log *log, uint64_t pos, size_t len)
+{
+    TURBINE_ASSERT(pos % log->page + len <= log->page); /* within one block, so one page */
+    if (len > 0)
+        memset(ring_at(log, pos), 0, len);
+}
+
 /* Pins the pages of the active segment up to position `end` (exclusive); a page the file
  * already holds data in is read first. Holds the append mutex. */
 static int wpages_ensure(struct turbine_log *log, uint64_t end, int64_t deadline_ns)
@@ -663,9 +671,11 @@ static int wpages_ensure(struct turbine_log *log, uint64_t end, int64_t deadline
                          log->active->fd, start < log->data_end, deadline_ns, &err);
         if (!p)
             return err;
-        /* zeros after the data (a page read from the file may hold a torn tail there) */
-        size_t from = log->data_end > start ? (size_t)(log->data_end - start) : 0;
-        memset(p->data + from, 0, log->page - from);
+        /* zeros after the data in its block (a page read from the file may hold a torn tail
+         * there); nothing else in the page is read or written before an append fills it */
+        if (log->data_end > start && log->data_end < start + log->page)
+            memset(p->data + (log->data_end - start), 0,
+                   round_up(log->data_end, log->align) - log->data_end);
         log->wpages[i % log->wslots] = p;
         log->wp_hi = i + 1;
     }
@@ -1159,7 +1169,7 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
     uint64_t pad = pad_before(log, size, &tail_rec);
     if (pad > 0) {
         TURBINE_ASSERT(log->issue_pos == log->tail_block && !log->t_pending);
-        /* the tail record in flight writes the zeros (the pages hold zeros after data_end):
+        /* the tail record in flight writes the zeros (its block holds zeros after data_end):
          * it covers its whole block now, which is never written again */
         tail_rec->covered = tail_rec->end;
         tail_rec->tail = false;
@@ -1193,6 +1203,9 @@ int64_t turbine_log_append(struct turbine_log *log, const void *batches, size_t 
     }
     log->data_end += size;
     TURBINE_ASSERT(s->size == log->data_end);
+    /* zeros after the data in its block: a write of the block carries them, and a later
+     * append's padding leaves them in place */
+    ring_zero(log, log->data_end, round_up(log->data_end, log->align) - log->data_end);
     log->marks[(log->mark_head + log->mark_count) % MARKS] =
         (struct mark){.pos = log->data_end, .offset = log->next_offset};
     log->mark_count++;

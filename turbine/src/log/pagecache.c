@@ -471,7 +471,12 @@ struct tc_page *tc_get_write(struct turbine_cache *c, uint32_t log_id, int64_t s
                     return NULL;
                 }
             } else {
-                memset(p->data, 0, c->page_bytes);
+                /* its bytes are left as they are: the writer fills them before anyone reads
+                 * them (zeroing 64 KiB per page cost 5% of the broker's CPU under acks=1 load);
+                 * debug builds fill it with a pattern so that tests catch a reliance on zeros */
+#ifdef LOOM_DEBUG
+                memset(p->data, 0xA5, c->page_bytes);
+#endif
             }
             p->valid = (uint32_t)c->page_bytes;
             return p;

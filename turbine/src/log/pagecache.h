@@ -50,7 +50,8 @@ struct tc_page *tc_get(struct turbine_cache *c, uint32_t log_id, int64_t seg, ui
                        int fd, bool reader, int *err);
 
 /* A page for writing, pinned: the cached one, or a fresh page that is read from fd first when
- * `load` (the file holds data in it) and zero-filled otherwise. Waits for a page until the
+ * `load` (the file holds data in it) and left with whatever bytes it held otherwise (the
+ * writer writes every byte before a reader may see it). Waits for a page until the
  * deadline when all are pinned. NULL and *err on failure. */
 struct tc_page *tc_get_write(struct turbine_cache *c, uint32_t log_id, int64_t seg, uint32_t index,
                              int fd, bool load, int64_t deadline_ns, int *err);
