@@ -709,8 +709,7 @@ static bool write_room(const struct turbine_log *log)
  * shared inode lock and without blocking, only when one extent maps its whole range, and the
  * first write into a preallocated block leaves it in another extent than the blocks written
  * before it. io_uring hands a write that would block to a worker thread, which takes the inode
- * lock exclusively: measured with log_bench's appends, 40% of the writes went that way and
- * each took a thread switch longer. */
+ * lock exclusively: traced with log_bench's appends, about 40% of the writes went that way. */
 static void submit_record(struct turbine_log *log, uint64_t start, uint64_t end, uint64_t covered,
                           bool tail)
 {

@@ -472,8 +472,9 @@ struct tc_page *tc_get_write(struct turbine_cache *c, uint32_t log_id, int64_t s
                 }
             } else {
                 /* its bytes are left as they are: the writer fills them before anyone reads
-                 * them (zeroing 64 KiB per page cost 5% of the broker's CPU under acks=1 load);
-                 * debug builds fill it with a pattern so that tests catch a reliance on zeros */
+                 * them (zeroing 64 KiB per page was 5% of the broker's CPU samples under acks=1
+                 * load); debug builds fill it with a pattern so that tests catch a reliance on
+                 * zeros */
 #ifdef LOOM_DEBUG
                 memset(p->data, 0xA5, c->page_bytes);
 #endif
