@@ -251,22 +251,30 @@ static void test_group_commit_and_roll(void)
 }
 
 /* Rewrites the checkpoint as an open (crashed) log leaves it: clean -1. */
+/* The partition's checkpoint file, read into text (NUL-terminated) or written from it. */
+static void checkpoint_text(const char *dir, char *text, size_t size, bool write)
+{
+    char path[400];
+    snprintf(path, sizeof(path), "%s/checkpoint", dir);
+    FILE *f = fopen(path, write ? "w" : "r");
+    CHECK(f != NULL);
+    if (write) {
+        fputs(text, f);
+    } else {
+        size_t n = fread(text, 1, size - 1, f);
+        text[n] = 0;
+    }
+    fclose(f);
+}
+
 static void mark_unclean(const char *dir)
 {
-    char path[400], text[256];
-    snprintf(path, sizeof(path), "%s/checkpoint", dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    size_t n = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[n] = 0;
+    char text[256];
+    checkpoint_text(dir, text, sizeof(text), false);
     char *clean = strstr(text, " clean ");
     CHECK(clean != NULL);
     strcpy(clean, " clean -1\n");
-    f = fopen(path, "w");
-    CHECK(f != NULL);
-    fputs(text, f);
-    fclose(f);
+    checkpoint_text(dir, text, sizeof(text), true);
 }
 
 static void test_torn_tail_and_damage(void)
@@ -384,23 +392,14 @@ static void test_padding(void)
     CHECK_EQ(turbine_log_close(log), 0);
     /* the checkpoint says version 2 (segments may hold padding); 1 is read as it is, a later
      * one is refused */
-    char path[400], text[256];
-    snprintf(path, sizeof(path), "%s/checkpoint", dir);
-    FILE *f = fopen(path, "r");
-    CHECK(f != NULL);
-    size_t tn = fread(text, 1, sizeof(text) - 1, f);
-    fclose(f);
-    text[tn] = 0;
+    char text[256];
+    checkpoint_text(dir, text, sizeof(text), false);
     CHECK_EQ(strncmp(text, "turbine-checkpoint 2 ", 21), 0);
     text[19] = '3';
-    f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
+    checkpoint_text(dir, text, sizeof(text), true);
     CHECK_EQ(turbine_log_open(&c, &log), -EUCLEAN);
     text[19] = '1';
-    f = fopen(path, "w");
-    fputs(text, f);
-    fclose(f);
+    checkpoint_text(dir, text, sizeof(text), true);
     CHECK_EQ(turbine_log_open(&c, &log), 0);
     CHECK_EQ(turbine_log_end_offset(log), end);
     CHECK_EQ(turbine_log_close(log), 0);
