@@ -487,8 +487,8 @@ static int bench_main(void *arg)
     int64_t *lat = malloc(lat_cap * sizeof(*lat));
     for (int r = 0; r < rounds; r++) {
         /* Each figure and its fio baseline run back to back, in alternating order: the disk
-         * writes faster after a rest than after seconds of writing (fio alone, in alternating
-         * runs: 616 MB/s first, 324-357 MB/s after a minute), so neither side may always come
+         * writes faster after a rest than after seconds of writing (fio, alternating with the
+         * log: 616 MB/s first, 324-357 MB/s a minute later), so neither side may always come
          * second. */
         bool fio_first = r % 2 == 1;
         uint64_t fio_written_nf = 0; /* bytes in the file fio reads back */
