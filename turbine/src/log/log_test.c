@@ -89,6 +89,19 @@ static int64_t read_all(struct turbine_log *log, int64_t from, int64_t *batches_
     return next;
 }
 
+/* Opens the log of `c` again and checks that it ends at `end` and reads back whole from offset
+ * 0; the open's stats go to *st. Returns the open log. */
+static struct turbine_log *reopen_whole(const struct turbine_log_config *c, int64_t end,
+                                        struct turbine_log_stats *st)
+{
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(c, &log), 0);
+    turbine_log_stats_get(log, st);
+    CHECK_EQ(turbine_log_end_offset(log), end);
+    CHECK_EQ(read_all(log, 0, NULL), end);
+    return log;
+}
+
 static void test_basic(void)
 {
     char dir[300];
@@ -148,11 +161,8 @@ static void test_basic(void)
     CHECK_EQ(turbine_log_close(log), 0);
 
     /* reopen: the same log */
-    CHECK_EQ(turbine_log_open(&c, &log), 0);
-    CHECK_EQ(turbine_log_end_offset(log), expect);
-    turbine_log_stats_get(log, &st);
+    log = reopen_whole(&c, expect, &st);
     CHECK_EQ(st.recovered_torn, 0u);
-    CHECK_EQ(read_all(log, 0, NULL), expect);
     size = make_batch(batch, sizeof(batch), 100, 2, 9000);
     CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE), expect);
     CHECK_EQ(turbine_log_close(log), 0);
@@ -230,11 +240,8 @@ static void test_group_commit_and_roll(void)
     CHECK_EQ(turbine_log_close(log), 0);
 
     /* reopen: sealed segments trusted by their indexes */
-    CHECK_EQ(turbine_log_open(&c, &log), 0);
-    turbine_log_stats_get(log, &st);
+    log = reopen_whole(&c, total, &st);
     CHECK_EQ(st.index_rebuilds, 0u);
-    CHECK_EQ(turbine_log_end_offset(log), total);
-    CHECK_EQ(read_all(log, 0, NULL), total);
     /* a read starting in a middle segment */
     CHECK_EQ(read_all(log, total / 2, NULL), total);
     CHECK_EQ(turbine_log_close(log), 0);
@@ -309,12 +316,9 @@ static void test_torn_tail_and_damage(void)
     close(fd);
     CHECK_EQ(turbine_log_open(&c, &log), -EUCLEAN);
     mark_unclean(dir);
-    CHECK_EQ(turbine_log_open(&c, &log), 0);
     struct turbine_log_stats st;
-    turbine_log_stats_get(log, &st);
+    log = reopen_whole(&c, end, &st);
     CHECK_EQ(st.recovered_torn, size / 2);
-    CHECK_EQ(turbine_log_end_offset(log), end);
-    CHECK_EQ(read_all(log, 0, NULL), end);
     /* and appends go on where the valid data ended */
     CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_FSYNC, LOOM_NO_DEADLINE), end);
     end += 10;
@@ -376,17 +380,12 @@ static void test_padding(void)
     CHECK_EQ(read_all(log, 0, NULL), end);
     CHECK_EQ(turbine_log_close(log), 0);
     /* a clean reopen (sealed segments checked from their last index entry) */
-    CHECK_EQ(turbine_log_open(&c, &log), 0);
-    CHECK_EQ(turbine_log_end_offset(log), end);
-    CHECK_EQ(read_all(log, 0, NULL), end);
+    log = reopen_whole(&c, end, &st);
     CHECK_EQ(turbine_log_close(log), 0);
     /* as a crash leaves it: the active segment scanned from its start */
     mark_unclean(dir);
-    CHECK_EQ(turbine_log_open(&c, &log), 0);
-    turbine_log_stats_get(log, &st);
+    log = reopen_whole(&c, end, &st);
     CHECK_EQ(st.recovered_torn, 0u);
-    CHECK_EQ(turbine_log_end_offset(log), end);
-    CHECK_EQ(read_all(log, 0, NULL), end);
     /* lookups by time land on batches, not in a gap */
     CHECK_EQ(turbine_log_offset_for_time(log, 0), 0);
     CHECK_EQ(turbine_log_close(log), 0);
@@ -407,11 +406,8 @@ static void test_padding(void)
     char cmd[700];
     snprintf(cmd, sizeof(cmd), "rm -f '%s'/*.index '%s'/*.timeindex", dir, dir);
     CHECK_EQ(system(cmd), 0);
-    CHECK_EQ(turbine_log_open(&c, &log), 0);
-    turbine_log_stats_get(log, &st);
+    log = reopen_whole(&c, end, &st);
     CHECK_GT(st.index_rebuilds, 0u);
-    CHECK_EQ(turbine_log_end_offset(log), end);
-    CHECK_EQ(read_all(log, 0, NULL), end);
     CHECK_EQ(turbine_log_close(log), 0);
 }
 
