@@ -174,8 +174,10 @@ void tc_set_in_callback(bool on);
 /* conn.c */
 int tc_io_start(struct turbine_client *c);
 void tc_io_join(struct turbine_client *c);
-/* Runs pending delivery callbacks (lock held; dropped around the callbacks). */
-void tc_deliver(struct turbine_client *c);
+/* Runs pending delivery callbacks (lock held; dropped around the callbacks). Returns true when
+ * it ran any: the lock was dropped, so state read before the call may be stale and a broadcast
+ * made meanwhile reached no waiter. */
+bool tc_deliver(struct turbine_client *c);
 
 /* producer.c, for the IO context (lock held) */
 void tp_collect(struct turbine_client *c, int64_t now, int64_t *next_deadline);

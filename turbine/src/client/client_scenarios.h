@@ -88,6 +88,7 @@ static void sc_add_topic(struct fake_broker *fb, const char *name, int partition
 #define SC_RECORDS 256
 
 struct sc_deliveries {
+    int slow_us; /* each callback takes this long (the IO context is busy delivering) */
     int count;
     int32_t partition[SC_RECORDS];
     int64_t offset[SC_RECORDS];
@@ -110,6 +111,11 @@ static void sc_delivered(const struct turbine_delivery *delivery, void *arg)
     r->d->offset[r->id] = delivery->offset;
     r->d->error[r->id] = delivery->error;
     r->d->order[r->d->count++] = r->id;
+    if (r->d->slow_us > 0) {
+        int64_t until = loom_clock_ns() + (int64_t)r->d->slow_us * 1000;
+        while (loom_clock_ns() < until) { /* busy: a fiber's callback must not yield */
+        }
+    }
 }
 
 static int sc_produce(struct turbine_producer *p, struct sc_deliveries *d, const char *topic,
@@ -354,6 +360,40 @@ static void sc_batching(struct fake_broker *fb)
     turbine_client_destroy(c);
 }
 
+/* Slow delivery callbacks: whoever delivers drops the client lock for long, so responses
+ * (and batches answered before their send returned) come in meanwhile. Every batch must
+ * still go out, one at a time, and flush must end. (The IO loop once slept through such a
+ * response with nothing left to wake it.) */
+static void sc_slow_callbacks(struct fake_broker *fb)
+{
+    sc_add_topic(fb, "lagging", 1);
+    struct turbine_client *c = sc_client(fb, 5000);
+    struct turbine_producer *p = sc_producer(c, 1, 60000, 256); /* about 2 records a batch */
+    static struct sc_deliveries d;
+    memset(&d, 0, sizeof(d));
+    d.slow_us = 300;
+    char value[101];
+    memset(value, 'v', 100);
+    value[100] = 0;
+    int n = 200;
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(sc_produce(p, &d, "lagging", i, NULL, value), 0);
+    CHECK_EQ(turbine_producer_flush(p, 10000), 0);
+    CHECK_EQ(d.count, n);
+    for (int i = 0; i < n; i++) {
+        CHECK_EQ(d.order[i], i);
+        CHECK_EQ(d.error[i], 0);
+        CHECK_EQ(d.offset[i], i);
+    }
+    fb_lock(fb);
+    struct fb_log *log = &fb_topic(fb, "lagging", 7)->logs[0];
+    CHECK_EQ(log->next_offset, n);
+    CHECK_GE(log->batches, n / 3);
+    fb_unlock(fb);
+    turbine_producer_destroy(p);
+    turbine_client_destroy(c);
+}
+
 /* acks 0: no response, deliveries once written (offset -1). */
 static void sc_acks0(struct fake_broker *fb)
 {
@@ -552,6 +592,8 @@ static void sc_all(void)
     sc_produce_consume(&fb);
     fprintf(stderr, "scenario batching\n");
     sc_batching(&fb);
+    fprintf(stderr, "scenario slow_callbacks\n");
+    sc_slow_callbacks(&fb);
     fprintf(stderr, "scenario acks0\n");
     sc_acks0(&fb);
     fprintf(stderr, "scenario pipelining\n");

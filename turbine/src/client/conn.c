@@ -86,11 +86,11 @@ static void req_complete(struct turbine_client *c, struct tc_req *r, int rc, uin
 
 /* ---- deliveries --------------------------------------------------------------------------- */
 
-void tc_deliver(struct turbine_client *c)
+bool tc_deliver(struct turbine_client *c)
 {
     /* One deliverer at a time, so callbacks keep the order in which batches finished. */
     if (c->delivering || !c->done_head)
-        return;
+        return false;
     c->delivering = true;
     while (c->done_head) {
         struct tp_batch *list = c->done_head;
@@ -124,6 +124,7 @@ void tc_deliver(struct turbine_client *c)
         tc_broadcast(c);
     }
     c->delivering = false;
+    return true;
 }
 
 /* ---- the handshake ------------------------------------------------------------------------ */
@@ -664,7 +665,10 @@ static void io_loop(struct turbine_client *c)
             send_one(c, r);
             continue;
         }
-        tc_deliver(c);
+        /* Delivering drops the lock: a response or a flush that came meanwhile broadcast to no
+         * waiter, and the state read above is stale. Look again rather than sleep on it. */
+        if (tc_deliver(c))
+            continue;
         if (c->state == TC_DOWN)
             next = min64(next, c->reconnect_at_ns);
         if (!c->closing && !c->conn_error)
