@@ -394,6 +394,60 @@ static void sc_slow_callbacks(struct fake_broker *fb)
     turbine_client_destroy(c);
 }
 
+/* A broker that reads slowly (1 KiB every 10 ms) but keeps reading: a send that cannot finish
+ * by its request's deadline fails then, however much each write moves, and the connection is
+ * dropped. (It once ended only when the whole frame was out: seconds here.) */
+static void sc_slow_reader(struct fake_broker *fb)
+{
+    sc_add_topic(fb, "trickle", 1);
+    fb_lock(fb);
+    fb->trickle = 1024;
+    fb_unlock(fb);
+    struct turbine_client *c = sc_client(fb, 300);
+    struct turbine_producer_config config;
+    turbine_producer_config_default(&config);
+    config.acks = 1;
+    config.linger_ms = 0;
+    config.batch_bytes = 256 * 1024;
+    config.retries = 0;
+    struct turbine_producer *p;
+    CHECK_EQ(turbine_producer_create(c, &config, &p), 0);
+    static struct sc_deliveries d;
+    memset(&d, 0, sizeof(d));
+    static char big[100 * 1024 + 1];
+    memset(big, 'b', sizeof(big) - 1);
+    int n = 40; /* about 4 MiB: more than the socket buffers hold, 40 s at the trickle */
+    int64_t start = loom_clock_ns();
+    for (int i = 0; i < n; i++)
+        CHECK_EQ(sc_produce(p, &d, "trickle", i, NULL, big), 0);
+    struct turbine_client_stats st;
+    do {
+        sc_sleep_ms(5);
+        turbine_client_stats(c, &st);
+    } while (st.disconnects == 0 && sc_ms_since(start) < 10000);
+    CHECK_GE(st.disconnects, 1);
+    CHECK_GE(st.timeouts, 1);
+    CHECK_LT(sc_ms_since(start), 1500); /* the 300 ms deadline, and slack */
+    /* the broker reads at full speed again (it serves one connection at a time: the client's
+     * next connection waits until the dropped one's bytes are read) */
+    fb_lock(fb);
+    fb->trickle = 0;
+    fb_unlock(fb);
+    CHECK_EQ(turbine_producer_flush(p, 10000), 0);
+    CHECK_EQ(d.count, n);
+    int failed = 0;
+    for (int i = 0; i < n; i++)
+        failed += d.error[i] != 0;
+    CHECK_GT(failed, 0);
+    memset(&d, 0, sizeof(d));
+    CHECK_EQ(sc_produce(p, &d, "trickle", 0, NULL, "after"), 0);
+    CHECK_EQ(turbine_producer_flush(p, 5000), 0);
+    CHECK_EQ(d.count, 1);
+    CHECK_EQ(d.error[0], 0);
+    turbine_producer_destroy(p);
+    turbine_client_destroy(c);
+}
+
 /* acks 0: no response, deliveries once written (offset -1). */
 static void sc_acks0(struct fake_broker *fb)
 {
@@ -594,6 +648,8 @@ static void sc_all(void)
     sc_batching(&fb);
     fprintf(stderr, "scenario slow_callbacks\n");
     sc_slow_callbacks(&fb);
+    fprintf(stderr, "scenario slow_reader\n");
+    sc_slow_reader(&fb);
     fprintf(stderr, "scenario acks0\n");
     sc_acks0(&fb);
     fprintf(stderr, "scenario pipelining\n");

@@ -219,9 +219,7 @@ static int thread_connect(struct turbine_client *c, int64_t deadline_ns)
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    struct timeval tv = {.tv_sec = c->config.request_timeout_ms / 1000,
-                         .tv_usec = (c->config.request_timeout_ms % 1000) * 1000};
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    /* blocking for the IO pool's reads; sends do not block (thread_send) */
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
     return fd;
 }
@@ -260,12 +258,15 @@ static void read_callback(struct loom_iopool_req *req, int32_t res)
 }
 
 /* Once the last byte is sent the response may arrive and the reader free `r`: nothing of
- * `r` is read after the frame is complete (loom_sock_sendv is alike). */
+ * `r` is read after the frame is complete (loom_sock_sendv is alike). The send ends at
+ * r->deadline_ns however slowly the peer reads (-ETIMEDOUT): the lock is dropped meanwhile,
+ * so nothing else in the IO loop can time it out. */
 static ssize_t thread_send(struct turbine_client *c, struct tc_req *r)
 {
     struct iovec iov[64];
     int n = r->iov_count;
     size_t done = 0, total = r->size;
+    int64_t deadline = r->deadline_ns;
     while (done < total) {
         /* Build the iovec of what is left (frames are rarely split). */
         size_t skip = done, k = 0;
@@ -280,11 +281,24 @@ static ssize_t thread_send(struct turbine_client *c, struct tc_req *r)
             k++;
         }
         struct msghdr msg = {.msg_iov = iov, .msg_iovlen = k};
-        ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL);
+        ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (w < 0 && errno == EINTR)
             continue;
+        if (w < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            int timeout_ms = -1;
+            if (deadline != LOOM_NO_DEADLINE) {
+                int64_t left_ms = (deadline - tc_now_ns() + TC_NS_PER_MS - 1) / TC_NS_PER_MS;
+                if (left_ms <= 0)
+                    return -ETIMEDOUT;
+                timeout_ms = (int)min64(left_ms, INT32_MAX);
+            }
+            struct pollfd p = {.fd = c->fd, .events = POLLOUT};
+            if (poll(&p, 1, timeout_ms) < 0 && errno != EINTR)
+                return -errno;
+            continue; /* writable, closed (sendmsg says how) or out of time (checked above) */
+        }
         if (w < 0)
-            return errno == EAGAIN ? -ETIMEDOUT : -errno;
+            return -errno;
         if (w == 0)
             return -EPIPE;
         done += (size_t)w;

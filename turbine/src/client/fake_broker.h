@@ -64,6 +64,8 @@ struct fake_broker {
     int drop_at_request;         /* close the connection when request number N arrives */
     bool silent;                 /* read requests, answer none (HANDSHAKE excepted) */
     int hold;                    /* answer only once this many requests are waiting */
+    int trickle;                 /* at most this many bytes read every 10 ms (0: read as bytes
+                                  * come); connections made meanwhile get a 4 KiB buffer */
     /* counters */
     int connections;
     int requests;
@@ -529,13 +531,28 @@ static void fb_serve(struct fake_broker *fb, int fd)
     int count = 0;
     uint32_t last_corr = 0;
     CHECK(buf != NULL);
+    fb_lock(fb);
+    size_t trickle = (size_t)fb->trickle;
+    fb_unlock(fb);
+    if (trickle) {
+        int small = 4096;
+        CHECK_EQ(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small)), 0);
+    }
     while (!atomic_load(&fb->stop)) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 20) <= 0)
             continue;
-        ssize_t n = recv(fd, buf + used, cap - used, 0);
+        fb_lock(fb);
+        trickle = (size_t)fb->trickle; /* the test may end it mid-connection */
+        fb_unlock(fb);
+        size_t want = cap - used;
+        if (trickle && want > trickle)
+            want = trickle;
+        ssize_t n = recv(fd, buf + used, want, 0);
         if (n <= 0)
             break;
+        if (trickle)
+            usleep(10 * 1000);
         used += (size_t)n;
         size_t at = 0;
         bool drop = false;

@@ -609,6 +609,8 @@ static void producer_collect(struct turbine_client *c, struct turbine_producer *
         r->deadline_ns = now + (int64_t)c->config.request_timeout_ms * TC_NS_PER_MS;
         c->stats.batches_sent += pr->count;
         tc_submit_locked(c, r);
+        /* expire() ran before this request existed: the loop must not sleep past it */
+        *next = r->deadline_ns < *next ? r->deadline_ns : *next;
     }
 }
 
