@@ -465,6 +465,72 @@ static void test_retention(void)
     CHECK_EQ(turbine_log_close(log), 0);
 }
 
+/* A roll leaves the old segment's index files and the checkpoint that seals it to a fiber of
+ * the log, so appends go on meanwhile; retention leaves a segment alone until its files are
+ * written, and close waits for them. */
+static void test_seal_in_background(void)
+{
+    char dir[300];
+    new_dir(dir, sizeof(dir));
+    struct turbine_log_config c = config_for(dir);
+    c.segment_bytes = 4 * 1024;
+    c.retention_ms = 1000;
+    struct turbine_log *log;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    char batch[4096];
+    int64_t end = 0;
+    struct turbine_log_stats st;
+    do { /* old timestamps: every rolled segment is past retention */
+        size_t size = make_batch(batch, sizeof(batch), (uint32_t)end, 5, 1000 + end);
+        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+                 end);
+        end += 5;
+        turbine_log_stats_get(log, &st);
+    } while (st.rolls == 0);
+    /* no fiber ran since the roll: the old segment is not sealed yet (no checkpoint names a
+     * later active segment, no index file) */
+    char path[400], cp[400], text[256] = "";
+    snprintf(path, sizeof(path), "%s/%020d.index", dir, 0);
+    snprintf(cp, sizeof(cp), "%s/checkpoint", dir);
+    CHECK_EQ(access(path, F_OK), -1);
+    if (access(cp, F_OK) == 0) {
+        checkpoint_text(dir, text, sizeof(text), false);
+        CHECK(strstr(text, " active 0 ") != NULL);
+    }
+    CHECK_EQ(turbine_log_apply_retention(log, 1000000), 0);
+    /* the sealer writes the index files and the checkpoint; then retention may delete it */
+    text[0] = 0;
+    for (int i = 0; i < 500 && (!text[0] || strstr(text, " active 0 ")); i++) {
+        loom_sleep(10 * LOOM_NS_PER_MS);
+        if (access(cp, F_OK) == 0)
+            checkpoint_text(dir, text, sizeof(text), false);
+    }
+    CHECK(text[0] && strstr(text, " active 0 ") == NULL);
+    CHECK_EQ(access(path, F_OK), 0);
+    CHECK_EQ(turbine_log_apply_retention(log, 1000000), 1);
+    CHECK_EQ(access(path, F_OK), -1);
+    int64_t start = turbine_log_start_offset(log);
+    CHECK_GT(start, 0);
+    /* rolls right before close: close writes their files first */
+    int64_t rolls = (int64_t)st.rolls;
+    do {
+        size_t size = make_batch(batch, sizeof(batch), (uint32_t)end, 5, 1000000 + end);
+        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+                 end);
+        end += 5;
+        turbine_log_stats_get(log, &st);
+    } while ((int64_t)st.rolls < rolls + 3);
+    CHECK_EQ(turbine_log_close(log), 0);
+    c.retention_ms = 0;
+    CHECK_EQ(turbine_log_open(&c, &log), 0);
+    turbine_log_stats_get(log, &st);
+    CHECK_EQ(st.index_rebuilds, 0u); /* every sealed segment had its index files */
+    CHECK_EQ(turbine_log_start_offset(log), start);
+    CHECK_EQ(turbine_log_end_offset(log), end);
+    CHECK_EQ(read_all(log, start, NULL), end);
+    CHECK_EQ(turbine_log_close(log), 0);
+}
+
 /* Random appends, reads, reopens and retention against an in-memory model of the batches. */
 struct model_batch {
     int64_t base;
@@ -734,6 +800,7 @@ static int test_main(void *arg)
     test_basic();
     test_model();
     test_retention();
+    test_seal_in_background();
     test_group_commit_and_roll();
     test_torn_tail_and_damage();
     test_spread_extents();
