@@ -909,6 +909,28 @@ static void piece_done(struct loom_op *op)
     space_wake(log);
 }
 
+/* Close waits for a background step of the log (a kick, the sealer): while *busy, on a baton
+ * left in *slot, which the step posts (close_wake) when it clears *busy. */
+static void close_wait(const bool *busy, struct loom_baton **slot)
+{
+    while (*busy) {
+        struct loom_baton b;
+        loom_baton_init(&b);
+        *slot = &b;
+        loom_baton_wait(&b, LOOM_NO_DEADLINE);
+        loom_baton_deinit(&b);
+    }
+}
+
+static void close_wake(struct loom_baton **slot)
+{
+    if (*slot) {
+        struct loom_baton *b = *slot;
+        *slot = NULL;
+        loom_baton_post(b);
+    }
+}
+
 /* Starts writes from the loop's next turn, so that fibers made ready by the last completions
  * append first and share them. */
 static void kick_done(struct loom_op *op)
@@ -916,11 +938,7 @@ static void kick_done(struct loom_op *op)
     struct turbine_log *log = op->data;
     log->kick_pending = false;
     pump(log);
-    if (log->closing_waiter) {
-        struct loom_baton *b = log->closing_waiter;
-        log->closing_waiter = NULL;
-        loom_baton_post(b);
-    }
+    close_wake(&log->closing_waiter);
 }
 
 static void write_kick(struct turbine_log *log)
@@ -1070,11 +1088,7 @@ static int seal_main(void *arg)
         loom_mutex_unlock(&log->append_mutex);
     }
     log->sealer_running = false;
-    if (log->sealer_waiter) {
-        struct loom_baton *b = log->sealer_waiter;
-        log->sealer_waiter = NULL;
-        loom_baton_post(b);
-    }
+    close_wake(&log->sealer_waiter);
     return 0;
 }
 
@@ -2186,26 +2200,14 @@ fail:
 int turbine_log_close(struct turbine_log *log)
 {
     /* rolled segments' index files and checkpoint first (the sealer takes the mutex) */
-    while (log->sealer_running) {
-        struct loom_baton b;
-        loom_baton_init(&b);
-        log->sealer_waiter = &b;
-        loom_baton_wait(&b, LOOM_NO_DEADLINE);
-        loom_baton_deinit(&b);
-    }
+    close_wait(&log->sealer_running, &log->sealer_waiter);
     int rc = loom_mutex_lock(&log->append_mutex, LOOM_NO_DEADLINE);
     TURBINE_ASSERT(rc == 0);
     rc = drain(log, LOOM_NO_DEADLINE);
     /* an in-flight write, flush or kick must end before the buffer goes */
     while (log->free_pieces < PIECES_MAX || log->syncing)
         wait_space(log, LOOM_NO_DEADLINE);
-    while (log->kick_pending) {
-        struct loom_baton b;
-        loom_baton_init(&b);
-        log->closing_waiter = &b;
-        loom_baton_wait(&b, LOOM_NO_DEADLINE);
-        loom_baton_deinit(&b);
-    }
+    close_wait(&log->kick_pending, &log->closing_waiter);
     if (rc == 0 && !log->error) {
         struct segment *a = log->active;
         int wrc = segment_write_indexes(log, a);
