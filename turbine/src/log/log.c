@@ -1073,18 +1073,24 @@ static bool seal_pending(struct turbine_log *log)
     }
 }
 
+/* The checkpoint that marks the segments before the active one sealed. Holds the append
+ * mutex, as every checkpoint writer. */
+static void seal_checkpoint(struct turbine_log *log)
+{
+    int rc = write_checkpoint(log);
+    if (rc < 0)
+        log_msg("warning", log, "writing the checkpoint: %s", strerror(-rc));
+}
+
 /* A fiber per log while rolled segments wait: their index files, then one checkpoint that
- * marks them sealed (under the append mutex, as every checkpoint), again while a roll added
- * more meanwhile. turbine_log_close waits for it. */
+ * marks them sealed, again while a roll added more meanwhile. turbine_log_close waits for it. */
 static int seal_main(void *arg)
 {
     struct turbine_log *log = arg;
     while (seal_pending(log)) {
         int rc = loom_mutex_lock(&log->append_mutex, LOOM_NO_DEADLINE);
         TURBINE_ASSERT(rc == 0);
-        rc = write_checkpoint(log);
-        if (rc < 0)
-            log_msg("warning", log, "writing the checkpoint: %s", strerror(-rc));
+        seal_checkpoint(log);
         loom_mutex_unlock(&log->append_mutex);
     }
     log->sealer_running = false;
@@ -1129,9 +1135,7 @@ static int roll(struct turbine_log *log, int64_t deadline_ns)
         if (loom_spawn(NULL, seal_main, log, &attr) < 0) {
             log->sealer_running = false;
             seal_pending(log); /* no fiber: here, as the append waits */
-            rc = write_checkpoint(log);
-            if (rc < 0)
-                log_msg("warning", log, "writing the checkpoint: %s", strerror(-rc));
+            seal_checkpoint(log);
         }
     }
     return 0;

@@ -557,8 +557,8 @@ static int bench_main(void *arg)
         res.cold[r] = read_through(log, turbine_log_start_offset(log), &bytes);
         turbine_log_close(log);
         remove_log_dir();
-        /* fio reads the file its write left */
-        /* only what its write wrote: the rest of the file reads as zeros without a disk read */
+        /* fio reads the file its unflushed write left, only as much as it wrote: the rest of the
+         * file reads as zeros without a disk read */
         char fio_size[64];
         snprintf(fio_size, sizeof(fio_size), "--size=%lluM",
                  (unsigned long long)(fio_written_nf >> 20 ? fio_written_nf >> 20 : 1));

@@ -465,6 +465,21 @@ static void test_retention(void)
     CHECK_EQ(turbine_log_close(log), 0);
 }
 
+/* Appends batches of 5 records (timestamps from ts + *end) until the log has rolled `rolls`
+ * times in all; *end follows the log's end offset. */
+static void append_until_rolls(struct turbine_log *log, int64_t *end, uint64_t rolls, int64_t ts)
+{
+    char batch[4096];
+    struct turbine_log_stats st;
+    do {
+        size_t size = make_batch(batch, sizeof(batch), (uint32_t)*end, 5, ts + *end);
+        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
+                 *end);
+        *end += 5;
+        turbine_log_stats_get(log, &st);
+    } while (st.rolls < rolls);
+}
+
 /* A roll leaves the old segment's index files and the checkpoint that seals it to a fiber of
  * the log, so appends go on meanwhile; retention leaves a segment alone until its files are
  * written, and close waits for them. */
@@ -477,16 +492,8 @@ static void test_seal_in_background(void)
     c.retention_ms = 1000;
     struct turbine_log *log;
     CHECK_EQ(turbine_log_open(&c, &log), 0);
-    char batch[4096];
     int64_t end = 0;
-    struct turbine_log_stats st;
-    do { /* old timestamps: every rolled segment is past retention */
-        size_t size = make_batch(batch, sizeof(batch), (uint32_t)end, 5, 1000 + end);
-        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
-                 end);
-        end += 5;
-        turbine_log_stats_get(log, &st);
-    } while (st.rolls == 0);
+    append_until_rolls(log, &end, 1, 1000); /* old timestamps: past retention once rolled */
     /* no fiber ran since the roll: the old segment is not sealed yet (no checkpoint names a
      * later active segment, no index file) */
     char path[400], cp[400], text[256] = "";
@@ -512,14 +519,9 @@ static void test_seal_in_background(void)
     int64_t start = turbine_log_start_offset(log);
     CHECK_GT(start, 0);
     /* rolls right before close: close writes their files first */
-    int64_t rolls = (int64_t)st.rolls;
-    do {
-        size_t size = make_batch(batch, sizeof(batch), (uint32_t)end, 5, 1000000 + end);
-        CHECK_EQ(turbine_log_append(log, batch, size, TURBINE_DURABLE_WRITTEN, LOOM_NO_DEADLINE),
-                 end);
-        end += 5;
-        turbine_log_stats_get(log, &st);
-    } while ((int64_t)st.rolls < rolls + 3);
+    struct turbine_log_stats st;
+    turbine_log_stats_get(log, &st);
+    append_until_rolls(log, &end, st.rolls + 3, 1000000);
     CHECK_EQ(turbine_log_close(log), 0);
     c.retention_ms = 0;
     CHECK_EQ(turbine_log_open(&c, &log), 0);
